@@ -1,0 +1,41 @@
+# Two commands: `make serve` and `make test`. Both create .venv when it is missing and install
+# only when pyproject.toml changed since the last install (stamp files), so a second run is fast.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+MODEL_REPOSITORY ?= models
+PYTEST_ARGS ?=
+
+.PHONY: serve test install-serve install-dev lint train clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.serve-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[train,dev]'
+	touch $@ $(VENV)/.serve-installed
+
+install-serve: $(VENV)/.serve-installed
+install-dev: $(VENV)/.dev-installed
+
+serve: install-serve
+	$(BIN)/python -m service --model-repository $(MODEL_REPOSITORY) --host $(HOST) --port $(PORT)
+
+test: install-dev
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install-dev
+	$(BIN)/ruff check service training tests bench
+
+train: install-dev
+	$(BIN)/python -m training all
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,101 @@
+"""create_app(settings): the FastAPI application, its lifespan and its one error handler."""
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from service.protocol.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service import __version__
+from service.dataplane import DataPlane
+from service.errors import ServiceError
+from service.protocol import metrics_route, v2
+from service.protocol.v2_codec import Limits
+from service.protocol.v2_schemas import extra_components
+from service.repository import Registry
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        executor = ThreadPoolExecutor(settings.inference_threads, thread_name_prefix="inference")
+        registry = Registry(settings, executor)
+        app.state.dataplane = DataPlane(registry)
+        # Load in the background: liveness answers at once, readiness once every model
+        # has loaded or failed.
+        loading = asyncio.create_task(asyncio.to_thread(registry.load_all))
+        loading.add_done_callback(_log_load_crash)
+        try:
+            yield
+        finally:
+            await asyncio.gather(loading, return_exceptions=True)
+            executor.shutdown(wait=True, cancel_futures=True)
+
+    app = FastAPI(
+        title="modelserve",
+        version=__version__,
+        description="Serves ONNX models over the Open Inference Protocol (KServe V2).",
+        lifespan=lifespan,
+        default_response_class=JSONResponse,
+    )
+    app.state.settings = settings
+    app.state.limits = Limits(settings.max_tensor_elements, settings.max_json_depth)
+    _install_error_handlers(app)
+    app.include_router(v2.router)
+    app.include_router(metrics_route.router)
+    _add_schema_components(app)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for uvicorn's worker processes, which read their settings from MODELSERVE_*."""
+    return create_app(Settings())
+
+
+def _log_load_crash(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("loading the repository crashed", exc_info=task.exception())
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServiceError)
+    async def service_error(request: Request, exc: ServiceError):
+        return JSONResponse({"error": exc.message}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        return JSONResponse({"error": f"invalid request: {problems}"}, status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse({"error": "internal server error"}, status_code=500)
+
+
+def _add_schema_components(app: FastAPI) -> None:
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = build()
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(extra_components())
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi

@@ -1,0 +1,1 @@
+"""Transport only: each module turns HTTP into calls on the data plane and back."""

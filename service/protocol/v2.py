@@ -1,0 +1,84 @@
+"""Open Inference Protocol (KServe V2) REST routes: health, metadata, infer."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from service.protocol.responses import JSONResponse
+
+from service.dataplane import DataPlane
+from service.protocol import v2_schemas as schemas
+from service.protocol.body import read_body
+from service.protocol.v2_codec import HEADER_LENGTH, Limits, decode_request, encode_response
+
+
+def get_dataplane(request: Request) -> DataPlane:
+    return request.app.state.dataplane
+
+
+def get_limits(request: Request) -> Limits:
+    return request.app.state.limits
+
+
+DataPlaneDep = Annotated[DataPlane, Depends(get_dataplane)]
+LimitsDep = Annotated[Limits, Depends(get_limits)]
+
+router = APIRouter(prefix="/v2", default_response_class=JSONResponse, tags=["Open Inference Protocol (V2)"])
+
+
+@router.get("", response_model=schemas.ServerMetadata, summary="Server metadata")
+async def server_metadata(dataplane: DataPlaneDep):
+    return dataplane.server_metadata()
+
+
+@router.get("/health/live", response_model=schemas.Live, summary="Liveness")
+async def live():
+    return {"live": True}
+
+
+@router.get(
+    "/health/ready", response_model=schemas.Ready, summary="Readiness: every model has loaded or failed",
+    responses={503: {"model": schemas.Error}},
+)
+async def ready(dataplane: DataPlaneDep):
+    if not dataplane.ready():
+        return JSONResponse({"ready": False, "error": "models are still loading"}, status_code=503)
+    return {"ready": True}
+
+
+def _metadata_routes(path: str) -> None:
+    """Each model route exists with and without /versions/{version}."""
+
+    @router.get(path, response_model=schemas.ModelMetadata, responses=schemas.ERRORS, summary="Model metadata")
+    async def model_metadata(dataplane: DataPlaneDep, name: str, version: str | None = None):
+        return dataplane.model_metadata(name, version)
+
+    @router.get(f"{path}/ready", response_model=schemas.ModelReady, responses=schemas.ERRORS, summary="Model readiness")
+    async def model_ready(dataplane: DataPlaneDep, name: str, version: str | None = None):
+        dataplane.model(name, version)  # 404 for an unknown model, 503 when not ready
+        return {"name": name, "ready": True}
+
+    @router.get(f"{path}/config", responses=schemas.ERRORS, summary="Model configuration (Triton's shape)")
+    async def model_config(dataplane: DataPlaneDep, name: str, version: str | None = None):
+        return dataplane.model_config(name, version)
+
+    @router.post(
+        f"{path}/infer",
+        response_model=schemas.InferenceResponse,
+        responses=schemas.ERRORS,
+        summary="Inference (JSON, or JSON plus binary tensors)",
+        openapi_extra={"requestBody": schemas.INFER_REQUEST_BODY},
+    )
+    async def infer(request: Request, dataplane: DataPlaneDep, limits: LimitsDep, name: str, version: str | None = None):
+        body = await read_body(request, request.app.state.settings.max_request_bytes)
+        # The model is resolved first so an unknown model is a 404 whatever the body holds.
+        dataplane.model(name, version)
+        parsed = decode_request(body, request.headers.get(HEADER_LENGTH), limits)
+        model, outputs = await dataplane.infer(name, version, parsed.inputs, parsed.datatypes, parsed.output_names)
+        content, headers = encode_response(model.name, str(model.version), outputs, parsed)
+        return Response(content, headers=headers)
+
+
+_metadata_routes("/models/{name}")
+_metadata_routes("/models/{name}/versions/{version}")

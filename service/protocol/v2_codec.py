@@ -1,0 +1,349 @@
+"""Open Inference Protocol (V2) request and response bodies <-> numpy, JSON and binary extension.
+
+JSON tensor data goes straight from orjson into numpy (no per-element pydantic); the binary
+tensor data extension reads inputs as views of the request body and writes outputs once into
+the response body. Limits are checked before anything is allocated from a client's numbers.
+"""
+
+import math
+import struct
+from dataclasses import dataclass, field
+
+import numpy as np
+import orjson
+
+from service.datatypes import FLOAT_TYPES, INTEGER_TYPES, numpy_dtype, v2_datatype
+from service.errors import InvalidInput
+
+HEADER_LENGTH = "inference-header-content-length"
+_NUMPY_JSON = orjson.OPT_SERIALIZE_NUMPY
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_tensor_elements: int
+    max_json_depth: int
+
+
+@dataclass
+class InferRequest:
+    inputs: dict[str, np.ndarray]
+    datatypes: dict[str, str]
+    id: str | None = None
+    parameters: dict = field(default_factory=dict)
+    output_names: list[str] | None = None
+    binary_outputs: set[str] = field(default_factory=set)
+    binary_by_default: bool = False
+
+    def wants_binary(self, name: str) -> bool:
+        return name in self.binary_outputs or self.binary_by_default
+
+
+# ---------------------------------------------------------------------------- requests
+
+
+def decode_request(body: bytes, header_length: str | None, limits: Limits) -> InferRequest:
+    """Parse an infer request body; `header_length` is the Inference-Header-Content-Length value."""
+    json_end = len(body)
+    if header_length is not None:
+        try:
+            json_end = int(header_length)
+        except ValueError:
+            raise InvalidInput(f"Inference-Header-Content-Length must be an integer, not '{header_length[:40]}'") from None
+        if not 0 <= json_end <= len(body):
+            raise InvalidInput(
+                f"Inference-Header-Content-Length is {json_end} but the body has {len(body)} bytes"
+            )
+    document = parse_json(memoryview(body)[:json_end], limits.max_json_depth, skip_key="data")
+    if not isinstance(document, dict):
+        raise InvalidInput("the request body must be a JSON object")
+    binary = memoryview(body)[json_end:]
+    return _request_from_document(document, binary, limits)
+
+
+def parse_json(raw: bytes | memoryview, max_depth: int, skip_key: str | None = None):
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"malformed JSON: {exc}") from None
+    _check_depth(document, max_depth, skip_key)
+    return document
+
+
+def _check_depth(document, max_depth: int, skip_key: str | None) -> None:
+    # Tensor `data` is left to numpy, whose arrays cannot nest deeper than 64 anyway.
+    stack = [(document, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > max_depth:
+            raise InvalidInput(f"JSON nests deeper than {max_depth} levels")
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for k, v in node.items() if k != skip_key and isinstance(v, (dict, list)))
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node if isinstance(v, (dict, list)))
+
+
+def _request_from_document(document: dict, binary: memoryview, limits: Limits) -> InferRequest:
+    request_id = document.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise InvalidInput("'id' must be a string")
+    parameters = _parameters(document, "request")
+    raw_inputs = document.get("inputs")
+    if not isinstance(raw_inputs, list):
+        raise InvalidInput("'inputs' must be a list of tensors")
+    inputs: dict[str, np.ndarray] = {}
+    datatypes: dict[str, str] = {}
+    offset = 0
+    for position, raw in enumerate(raw_inputs):
+        name, datatype, shape = _tensor_header(raw, f"inputs[{position}]", limits)
+        if name in inputs:
+            raise InvalidInput(f"input '{name}' is given more than once")
+        params = _parameters(raw, f"input '{name}'")
+        if "binary_data_size" in params:
+            size = params["binary_data_size"]
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise InvalidInput(f"input '{name}': binary_data_size must be a non-negative integer")
+            if "data" in raw:
+                raise InvalidInput(f"input '{name}' has both binary_data_size and data")
+            if offset + size > len(binary):
+                raise InvalidInput(
+                    f"input '{name}': binary_data_size {size} overruns the {len(binary) - offset} "
+                    "bytes of binary data left in the body"
+                )
+            inputs[name] = array_from_binary(binary[offset : offset + size], datatype, shape, name)
+            offset += size
+        else:
+            if "data" not in raw:
+                raise InvalidInput(f"input '{name}' has neither 'data' nor binary_data_size")
+            inputs[name] = array_from_json(raw["data"], datatype, shape, name)
+        datatypes[name] = datatype
+    if offset != len(binary):
+        raise InvalidInput(
+            f"the body has {len(binary) - offset} bytes of binary data that no input claims"
+        )
+    names, binary_outputs = _requested_outputs(document.get("outputs"))
+    binary_by_default = parameters.get("binary_data_output") is True
+    return InferRequest(inputs, datatypes, request_id, parameters, names, binary_outputs, binary_by_default)
+
+
+def _parameters(holder: dict, what: str) -> dict:
+    params = holder.get("parameters")
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise InvalidInput(f"{what}: 'parameters' must be an object")
+    return params
+
+
+def _tensor_header(raw, where: str, limits: Limits) -> tuple[str, str, tuple[int, ...]]:
+    if not isinstance(raw, dict):
+        raise InvalidInput(f"{where} must be an object with name, shape, datatype and data")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        raise InvalidInput(f"{where}: 'name' must be a non-empty string")
+    datatype = raw.get("datatype")
+    if not isinstance(datatype, str):
+        raise InvalidInput(f"input '{name}': 'datatype' must be a string such as \"FP32\"")
+    numpy_dtype(datatype)  # raises for an unknown datatype
+    shape = raw.get("shape")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
+        raise InvalidInput(f"input '{name}': 'shape' must be a list of integers")
+    if any(d < 0 for d in shape):
+        raise InvalidInput(f"input '{name}': shape {shape} has a negative dimension")
+    if len(shape) > 32:
+        raise InvalidInput(f"input '{name}': shape has {len(shape)} dimensions; at most 32 are allowed")
+    elements = math.prod(shape)
+    if elements > limits.max_tensor_elements:
+        raise InvalidInput(
+            f"input '{name}': shape {shape} has {elements} elements, over the limit of "
+            f"{limits.max_tensor_elements}"
+        )
+    return name, datatype, tuple(shape)
+
+
+def _requested_outputs(raw) -> tuple[list[str] | None, set[str]]:
+    if raw is None:
+        return None, set()
+    if not isinstance(raw, list):
+        raise InvalidInput("'outputs' must be a list of {\"name\": ...} objects")
+    names, binary = [], set()
+    for position, item in enumerate(raw):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise InvalidInput(f"outputs[{position}] must be an object with a string 'name'")
+        names.append(item["name"])
+        params = _parameters(item, f"output '{item['name']}'")
+        if params.get("binary_data") is True:
+            binary.add(item["name"])
+    return names, binary
+
+
+def array_from_json(data, datatype: str, shape: tuple[int, ...], name: str) -> np.ndarray:
+    """A tensor from JSON `data`, flat or nested, checked against its declared shape."""
+    expected = math.prod(shape)
+    if datatype == "BYTES":
+        return _bytes_from_json(data, shape, expected, name)
+    if not isinstance(data, list):
+        data = [data]  # a scalar written bare
+    try:
+        inferred = np.asarray(data)
+    except (ValueError, TypeError):
+        raise InvalidInput(f"input '{name}': data is ragged or holds non-numbers") from None
+    if inferred.size != expected:
+        raise InvalidInput(
+            f"input '{name}': data has {inferred.size} elements but shape {list(shape)} needs {expected}"
+        )
+    if expected == 0:
+        return np.zeros(shape, dtype=numpy_dtype(datatype))
+    if datatype in INTEGER_TYPES:
+        converted = _integers(data, inferred, datatype, name)
+    elif datatype in FLOAT_TYPES:
+        if inferred.dtype.kind not in "iuf":
+            raise InvalidInput(f"input '{name}' is {datatype}, so its data must be numbers")
+        try:
+            with np.errstate(over="raise"):
+                converted = inferred.astype(numpy_dtype(datatype), copy=False)
+        except FloatingPointError:
+            raise InvalidInput(f"input '{name}': a value lies outside the range of {datatype}") from None
+    else:  # BOOL
+        if inferred.dtype.kind != "b":
+            raise InvalidInput(f"input '{name}' is BOOL, so its data must be true or false")
+        converted = inferred
+    return converted.reshape(shape)
+
+
+def _integers(data: list, inferred: np.ndarray, datatype: str, name: str) -> np.ndarray:
+    # numpy infers float64 for integers beyond int64, so convert from the JSON values
+    # themselves (exact, and range-checked by numpy), then make sure none was fractional.
+    if inferred.dtype.kind not in "iuf":
+        raise InvalidInput(f"input '{name}' is {datatype}, so its data must be integers")
+    try:
+        converted = np.asarray(data, dtype=numpy_dtype(datatype))
+    except OverflowError:
+        raise InvalidInput(f"input '{name}': a value lies outside the range of {datatype}") from None
+    except (ValueError, TypeError):
+        raise InvalidInput(f"input '{name}' is {datatype}, so its data must be integers") from None
+    if inferred.dtype.kind == "f":
+        with np.errstate(invalid="ignore"):
+            if not np.array_equal(converted.reshape(inferred.shape), inferred):
+                raise InvalidInput(f"input '{name}' is {datatype}, so its data must be integers")
+    return converted
+
+
+def _bytes_from_json(data, shape, expected: int, name: str) -> np.ndarray:
+    flat: list[bytes] = []
+    stack = [data]  # explicit stack: nesting is bounded by the body, not by Python's recursion
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(reversed(node))
+        elif isinstance(node, str):
+            flat.append(node.encode("utf-8"))
+            if len(flat) > expected:
+                break
+        else:
+            raise InvalidInput(f"input '{name}' is BYTES, so its data must be strings")
+    if len(flat) != expected or stack:
+        raise InvalidInput(
+            f"input '{name}': data does not have the {expected} elements shape {list(shape)} needs"
+        )
+    array = np.empty(expected, dtype=object)
+    array[:] = flat
+    return array.reshape(shape)
+
+
+def array_from_binary(buffer: memoryview, datatype: str, shape: tuple[int, ...], name: str) -> np.ndarray:
+    """A tensor from its bytes in the body: a view, copied only when misaligned."""
+    expected = math.prod(shape)
+    if datatype == "BYTES":
+        return _bytes_from_binary(buffer, shape, expected, name)
+    dtype = numpy_dtype(datatype)
+    if len(buffer) != expected * dtype.itemsize:
+        raise InvalidInput(
+            f"input '{name}': binary_data_size is {len(buffer)} bytes but shape {list(shape)} "
+            f"of {datatype} needs {expected * dtype.itemsize}"
+        )
+    if datatype == "BOOL":
+        return np.frombuffer(buffer, dtype=np.uint8).astype(bool).reshape(shape)
+    array = np.frombuffer(buffer, dtype=dtype.newbyteorder("<")).reshape(shape)
+    if not array.flags.aligned or array.dtype.byteorder == ">":
+        array = array.astype(dtype)
+    return array
+
+
+def _bytes_from_binary(buffer: memoryview, shape, expected: int, name: str) -> np.ndarray:
+    items: list[bytes] = []
+    position, end = 0, len(buffer)
+    while position < end:
+        if position + 4 > end:
+            raise InvalidInput(f"input '{name}': BYTES element length prefix is cut off")
+        (length,) = struct.unpack_from("<I", buffer, position)
+        position += 4
+        if position + length > end:
+            raise InvalidInput(f"input '{name}': BYTES element of {length} bytes overruns the tensor's data")
+        items.append(bytes(buffer[position : position + length]))
+        position += length
+        if len(items) > expected:
+            break
+    if len(items) != expected:
+        raise InvalidInput(f"input '{name}': binary data holds {len(items)} BYTES elements but shape {list(shape)} needs {expected}")
+    array = np.empty(expected, dtype=object)
+    array[:] = items
+    return array.reshape(shape)
+
+
+# ---------------------------------------------------------------------------- responses
+
+
+def encode_response(
+    model_name: str,
+    model_version: str,
+    outputs: dict[str, np.ndarray],
+    request: InferRequest,
+) -> tuple[bytes, dict[str, str]]:
+    """The response body and its headers: JSON, or JSON followed by binary outputs."""
+    tensors, chunks = [], []
+    for name, array in outputs.items():
+        datatype = v2_datatype(array.dtype)
+        tensor = {"name": name, "datatype": datatype, "shape": list(array.shape)}
+        if request.wants_binary(name):
+            raw = binary_bytes(array, datatype)
+            tensor["parameters"] = {"binary_data_size": len(raw)}
+            chunks.append(raw)
+        else:
+            tensor["data"] = json_data(array, datatype, name)
+        tensors.append(tensor)
+    document = {"model_name": model_name, "model_version": model_version, "outputs": tensors}
+    if request.id is not None:
+        document["id"] = request.id
+    header = orjson.dumps(document, option=_NUMPY_JSON)
+    if not chunks:
+        return header, {"content-type": "application/json"}
+    headers = {"content-type": "application/octet-stream", "inference-header-content-length": str(len(header))}
+    return b"".join([header, *chunks]), headers
+
+
+def json_data(array: np.ndarray, datatype: str, name: str):
+    if datatype == "BYTES":
+        try:
+            return [_as_bytes(v).decode("utf-8") for v in array.reshape(-1)]
+        except UnicodeDecodeError:
+            raise InvalidInput(
+                f"output '{name}' holds bytes that are not UTF-8; ask for it with binary_data"
+            ) from None
+    return np.ascontiguousarray(array).reshape(-1)
+
+
+def binary_bytes(array: np.ndarray, datatype: str) -> bytes | memoryview:
+    if datatype == "BYTES":
+        parts = []
+        for value in array.reshape(-1):
+            value = _as_bytes(value)
+            parts.append(struct.pack("<I", len(value)))
+            parts.append(value)
+        return b"".join(parts)
+    array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).reshape(-1)
+    return memoryview(array).cast("B")
+
+
+def _as_bytes(value) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode("utf-8")

@@ -1,0 +1,83 @@
+"""What every task shares: a graph runner that times and counts executions, and the model base."""
+
+import asyncio
+import time
+from concurrent.futures import Executor
+
+import numpy as np
+
+from service import metrics
+from service.config import ModelConfig
+from service.runtime import Graph, TensorSpec
+
+
+class GraphRunner:
+    """Runs one graph in a worker thread, never on the event loop, and records its metrics."""
+
+    def __init__(self, graph: Graph, executor: Executor, labels: tuple[str, str]):
+        self.graph = graph
+        self._executor = executor
+        self._exec_count = metrics.EXEC_COUNT.labels(*labels)
+        self._compute = metrics.COMPUTE_DURATION.labels(*labels)
+        self._batch_size = metrics.BATCH_SIZE.labels(*labels)
+        self.executions = 0
+
+    async def run(self, feeds: dict[str, np.ndarray], output_names: list[str] | None = None) -> dict[str, np.ndarray]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.run_sync, feeds, output_names)
+
+    def run_sync(self, feeds: dict[str, np.ndarray], output_names: list[str] | None = None) -> dict[str, np.ndarray]:
+        started = time.perf_counter()
+        outputs = self.graph.run(feeds, output_names)
+        self._compute.observe(time.perf_counter() - started)
+        self._exec_count.inc()
+        self.executions += 1
+        self._batch_size.observe(_rows(feeds))
+        return outputs
+
+
+def _rows(feeds: dict[str, np.ndarray]) -> int:
+    for array in feeds.values():
+        return int(array.shape[0]) if array.ndim else 1
+    return 1
+
+
+class ServedModel:
+    """One loaded version of a model: its V2 signature and `infer`. Tasks subclass it."""
+
+    platform = "onnxruntime_onnx"
+
+    def __init__(self, name: str, version: int, config: ModelConfig, graphs: dict[str, GraphRunner]):
+        self.name = name
+        self.version = version
+        self.config = config
+        self.graphs = graphs
+        self.provider = next(iter(graphs.values())).graph.provider
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        raise NotImplementedError
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        raise NotImplementedError
+
+    async def infer(self, inputs: dict[str, np.ndarray], output_names: list[str] | None) -> dict[str, np.ndarray]:
+        """Tensors in, tensors out, after the caller checked them against `inputs`."""
+        raise NotImplementedError
+
+    def items(self, inputs: dict[str, np.ndarray]) -> int:
+        """How many inferences a request holds: its rows when the model batches, else 1."""
+        spec = self.inputs[0] if self.inputs else None
+        if spec is not None and spec.has_batch_axis and spec.name in inputs:
+            return int(inputs[spec.name].shape[0])
+        return 1
+
+    def metadata(self) -> dict:
+        return {
+            "name": self.name,
+            "versions": [str(self.version)],
+            "platform": self.platform,
+            "inputs": [spec.as_dict() for spec in self.inputs],
+            "outputs": [spec.as_dict() for spec in self.outputs],
+        }
