@@ -6,7 +6,7 @@ See docs/MODEL_REPOSITORY.md for the fields.
 """
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -104,9 +104,10 @@ class ModelConfig(Strict):
     require_first_provider: bool = False
     version_policy: VersionPolicy = VersionPolicy(latest=1)
 
-    max_batch_size: int = Field(0, ge=0)
-    max_queue_delay_ms: float = Field(0.0, ge=0)
-    preferred_batch_sizes: list[int] | None = None
+    # Batching: None takes the service's settings (off unless they turn it on).
+    max_batch_size: int | None = Field(None, ge=0)
+    max_queue_delay_ms: float | None = Field(None, ge=0)
+    preferred_batch_sizes: list[Annotated[int, Field(gt=0)]] | None = None
     max_queue_size: int | None = Field(None, ge=1)
 
     labels: list[str] | None = None

@@ -55,7 +55,8 @@ class DataPlane:
     def model_config(self, name: str, version: str | None = None) -> dict:
         """Triton's model configuration, for clients such as perf_analyzer that read it."""
         model = self.model(name, version)
-        max_batch = model.config.max_batch_size if all(s.has_batch_axis for s in model.inputs) else 0
+        batchers = [g.batcher for g in model.graphs.values() if g.batcher is not None]
+        max_batch = batchers[0].policy.max_batch_size if batchers else 0
 
         def dims(spec):
             return list(spec.shape[1:] if max_batch else spec.shape)

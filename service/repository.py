@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from service import metrics
+from service.batching import BatchPolicy
 from service.config import ConfigError, ModelConfig, build_config, read_yaml
 from service.errors import InvalidInput, ModelNotFound, ModelNotReady
 from service.runtime import Graph, GraphLoadError
@@ -156,6 +157,7 @@ class Registry:
     def _build_model(self, name: str, version: int, folder: Path, config: ModelConfig) -> ServedModel:
         providers = config.providers or self._settings.providers
         labels = (name, str(version))
+        policy = self._batch_policy(config)
         graphs = {}
         for role, file_name in config.graph_files().items():
             path = folder / file_name
@@ -167,11 +169,26 @@ class Registry:
                 require_first_provider=config.require_first_provider,
                 intra_op_num_threads=self._settings.intra_op_num_threads,
             )
-            graphs[role] = GraphRunner(graph, self._executor, labels)
+            graphs[role] = GraphRunner(graph, self._executor, labels, policy)
         try:
             return model_class(config.task)(name, version, config, graphs)
         except ValueError as exc:  # a task finds its graphs do not fit its config
             raise ConfigError(str(exc)) from None
+
+
+    def _batch_policy(self, config: ModelConfig) -> BatchPolicy:
+        settings = self._settings
+
+        def pick(value, default):
+            return default if value is None else value
+
+        return BatchPolicy(
+            max_batch_size=pick(config.max_batch_size, settings.max_batch_size),
+            max_queue_delay_s=pick(config.max_queue_delay_ms, settings.max_queue_delay_ms) / 1000,
+            preferred_batch_sizes=tuple(config.preferred_batch_sizes or ()),
+            max_queue_size=pick(config.max_queue_size, settings.max_queue_size),
+            max_concurrent_batches=settings.max_concurrent_batches,
+        )
 
 
 def scan_model_names(root: Path) -> list[str]:

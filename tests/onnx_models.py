@@ -82,3 +82,26 @@ def save(model: onnx.ModelProto, repository: Path, name: str, version: int = 1, 
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, path)
     return path
+
+
+def gather(table: np.ndarray) -> onnx.ModelProto:
+    """y = table[idx]: an index out of range is the client's fault, found only by running."""
+    return _model(
+        [helper.make_node("Gather", ["table", "idx"], ["y"])],
+        [helper.make_tensor_value_info("idx", TensorProto.INT64, ["batch"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch"])],
+        [numpy_helper.from_array(table.astype(np.float32), "table")],
+    )
+
+
+def slow_chain(width: int = 256, depth: int = 40) -> onnx.ModelProto:
+    """x -> x @ W, `depth` times: slow enough (about a millisecond) that a queue builds up."""
+    weights = (np.eye(width) * 0.5 + 0.5 / width).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["x" if i == 0 else f"h{i}", "W"], [f"h{i + 1}" if i < depth - 1 else "y"])
+             for i in range(depth)]
+    return _model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", width])],
+        [numpy_helper.from_array(weights, "W")],
+    )

@@ -7,24 +7,42 @@ from concurrent.futures import Executor
 import numpy as np
 
 from service import metrics
+from service.batching import Batcher, BatchPolicy
 from service.config import ModelConfig
 from service.runtime import Graph, TensorSpec
 
 
 class GraphRunner:
-    """Runs one graph in a worker thread, never on the event loop, and records its metrics."""
+    """Runs one graph in a worker thread, never on the event loop, and records its metrics.
 
-    def __init__(self, graph: Graph, executor: Executor, labels: tuple[str, str]):
+    With a batch policy, and a graph whose every input and output has a dynamic first axis,
+    concurrent calls go through a dynamic batcher and share executions.
+    """
+
+    def __init__(self, graph: Graph, executor: Executor, labels: tuple[str, str], policy: BatchPolicy | None = None):
         self.graph = graph
         self._executor = executor
+        batchable = all(s.has_batch_axis for s in (*graph.inputs, *graph.outputs))
+        self.batcher = (
+            Batcher(self.run_sync, executor, policy, labels)
+            if policy is not None and policy.max_batch_size > 0 and batchable
+            else None
+        )
         self._exec_count = metrics.EXEC_COUNT.labels(*labels)
         self._compute = metrics.COMPUTE_DURATION.labels(*labels)
         self._batch_size = metrics.BATCH_SIZE.labels(*labels)
         self.executions = 0
 
     async def run(self, feeds: dict[str, np.ndarray], output_names: list[str] | None = None) -> dict[str, np.ndarray]:
+        if self.batcher is not None:
+            outputs = await self.batcher.submit(feeds)
+            return {n: outputs[n] for n in output_names} if output_names else outputs
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self.run_sync, feeds, output_names)
+
+    def close(self) -> None:
+        if self.batcher is not None:
+            self.batcher.close()
 
     def run_sync(self, feeds: dict[str, np.ndarray], output_names: list[str] | None = None) -> dict[str, np.ndarray]:
         started = time.perf_counter()

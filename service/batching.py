@@ -1,0 +1,169 @@
+"""The dynamic batcher: one per graph. Concurrent requests share one execution.
+
+A request waits in a queue; a collector takes as many compatible requests as fit in
+`max_batch_size` rows (waiting at most `max_queue_delay` for more), runs them as one batch in a
+worker thread, and hands each requester exactly its own rows. While every worker is busy the
+queue fills, so batches grow with load even with no delay at all.
+"""
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from service import metrics
+from service.errors import Overloaded, ServiceError
+
+RunBatch = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+
+
+@dataclass
+class BatchPolicy:
+    max_batch_size: int
+    max_queue_delay_s: float = 0.0
+    preferred_batch_sizes: tuple[int, ...] = ()
+    max_queue_size: int | None = None
+    max_concurrent_batches: int = 1
+
+
+@dataclass
+class _Pending:
+    feeds: dict[str, np.ndarray]
+    rows: int
+    key: tuple
+    future: asyncio.Future
+    queued_at: float = field(default_factory=time.perf_counter)
+
+
+class Batcher:
+    """Queue and collect loop for one graph; `submit` is the only door."""
+
+    def __init__(self, run_batch: RunBatch, executor: Executor, policy: BatchPolicy, labels: tuple[str, str]):
+        self._run_batch = run_batch
+        self._executor = executor
+        self.policy = policy
+        self._queue: deque[_Pending] = deque()
+        self._arrived = asyncio.Event()
+        self._slots = asyncio.Semaphore(policy.max_concurrent_batches)
+        self._collector: asyncio.Task | None = None
+        self._pending_gauge = metrics.PENDING_REQUESTS.labels(*labels)
+        self._queue_time = metrics.QUEUE_DURATION.labels(*labels)
+        self._largest_preferred = max(
+            (s for s in policy.preferred_batch_sizes if s <= policy.max_batch_size), default=policy.max_batch_size
+        )
+
+    async def submit(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Queue one request (its first axis is its rows) and wait for its own outputs."""
+        if self.policy.max_queue_size is not None and len(self._queue) >= self.policy.max_queue_size:
+            raise Overloaded(f"queue is full ({self.policy.max_queue_size} requests waiting); retry shortly")
+        if self._collector is None or self._collector.done():
+            self._collector = asyncio.get_running_loop().create_task(self._collect_forever())
+        first = next(iter(feeds.values()))
+        key = tuple((name, a.dtype.str, a.shape[1:]) for name, a in feeds.items())
+        pending = _Pending(feeds, int(first.shape[0]), key, asyncio.get_running_loop().create_future())
+        self._queue.append(pending)
+        self._pending_gauge.inc()
+        self._arrived.set()
+        return await pending.future
+
+    def close(self) -> None:
+        if self._collector is not None:
+            self._collector.cancel()
+
+    async def _collect_forever(self) -> None:
+        while True:
+            await self._slots.acquire()
+            try:
+                batch = await self._collect()
+            except BaseException:
+                self._slots.release()
+                raise
+            task = asyncio.get_running_loop().create_task(self._execute(batch))
+            task.add_done_callback(lambda _: self._slots.release())
+
+    async def _collect(self) -> list[_Pending]:
+        """Wait for a first request, then gather what fits, up to the delay."""
+        while not self._queue:
+            self._arrived.clear()
+            await self._arrived.wait()
+        batch = [self._take()]
+        rows, key = batch[0].rows, batch[0].key
+        deadline = time.perf_counter() + self.policy.max_queue_delay_s
+        while rows < self._largest_preferred:
+            candidate = self._next_compatible(key)
+            if candidate is None:
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0:
+                    break
+                self._arrived.clear()
+                try:
+                    await asyncio.wait_for(self._arrived.wait(), remaining)
+                except TimeoutError:
+                    break
+                continue
+            if rows + candidate.rows > self.policy.max_batch_size:
+                break  # it opens the next batch instead; a request is never cut in two
+            self._queue.remove(candidate)
+            self._pending_gauge.dec()
+            batch.append(candidate)
+            rows += candidate.rows
+        return [p for p in batch if not p.future.done()]  # skip requesters that gave up
+
+    def _take(self) -> _Pending:
+        self._pending_gauge.dec()
+        return self._queue.popleft()
+
+    def _next_compatible(self, key: tuple) -> _Pending | None:
+        for candidate in self._queue:
+            if candidate.key == key:
+                return candidate
+        return None
+
+    async def _execute(self, batch: list[_Pending]) -> None:
+        now = time.perf_counter()
+        for pending in batch:
+            self._queue_time.observe(now - pending.queued_at)
+        try:
+            await self._run_and_split(batch)
+        except ServiceError as exc:
+            if len(batch) == 1:
+                _fail(batch, exc)
+                return
+            # One request's values broke the batch: run each alone, so only the requester
+            # that caused it sees the error.
+            results = await asyncio.gather(*(self._run_and_split([p]) for p in batch), return_exceptions=True)
+            for pending, result in zip(batch, results):
+                if isinstance(result, BaseException):
+                    _fail([pending], result)
+        except Exception as exc:  # a fault of ours: every requester of this batch learns it
+            _fail(batch, exc)
+
+    async def _run_and_split(self, batch: list[_Pending]) -> None:
+        loop = asyncio.get_running_loop()
+        if len(batch) == 1:
+            feeds = batch[0].feeds
+        else:
+            feeds = {name: np.concatenate([p.feeds[name] for p in batch]) for name in batch[0].feeds}
+        outputs = await loop.run_in_executor(self._executor, self._run_batch, feeds)
+        if len(batch) == 1:
+            _resolve(batch[0], outputs)
+            return
+        offset = 0
+        for pending in batch:
+            _resolve(pending, {name: out[offset : offset + pending.rows] for name, out in outputs.items()})
+            offset += pending.rows
+
+
+def _resolve(pending: _Pending, outputs: dict[str, np.ndarray]) -> None:
+    if not pending.future.done():
+        pending.future.set_result(outputs)
+
+
+def _fail(batch: list[_Pending], exc: BaseException) -> None:
+    for pending in batch:
+        if not pending.future.done():
+            pending.future.set_exception(exc)
