@@ -14,6 +14,7 @@ from service import __version__
 from service.dataplane import DataPlane
 from service.errors import ServiceError
 from service.protocol import metrics_route, v2
+from service.protocol import repository as repository_routes
 from service.protocol.v2_codec import Limits
 from service.protocol.v2_schemas import extra_components
 from service.repository import Registry
@@ -32,11 +33,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.dataplane = DataPlane(registry)
         # Load in the background: liveness answers at once, readiness once every model
         # has loaded or failed.
-        loading = asyncio.create_task(asyncio.to_thread(registry.load_all))
+        loading = asyncio.create_task(_load_then_poll(registry, settings))
         loading.add_done_callback(_log_load_crash)
         try:
             yield
         finally:
+            loading.cancel()
             await asyncio.gather(loading, return_exceptions=True)
             executor.shutdown(wait=True, cancel_futures=True)
 
@@ -50,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.limits = Limits(settings.max_tensor_elements, settings.max_json_depth)
     _install_error_handlers(app)
+    app.include_router(repository_routes.router)  # before v2: /v2/models/stats is not a model
     app.include_router(v2.router)
     app.include_router(metrics_route.router)
     _add_schema_components(app)
@@ -59,6 +62,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def create_app_from_env() -> FastAPI:
     """Factory for uvicorn's worker processes, which read their settings from MODELSERVE_*."""
     return create_app(Settings())
+
+
+async def _load_then_poll(registry: Registry, settings: Settings) -> None:
+    await asyncio.to_thread(registry.load_all)
+    if settings.model_control_mode == "poll":
+        await registry.poll_forever(settings.repository_poll_secs)
 
 
 def _log_load_crash(task: asyncio.Task) -> None:

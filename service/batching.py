@@ -17,6 +17,7 @@ import numpy as np
 
 from service import metrics
 from service.errors import Overloaded, ServiceError
+from service.stats import ModelStats
 
 RunBatch = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
@@ -42,8 +43,12 @@ class _Pending:
 class Batcher:
     """Queue and collect loop for one graph; `submit` is the only door."""
 
-    def __init__(self, run_batch: RunBatch, executor: Executor, policy: BatchPolicy, labels: tuple[str, str]):
+    def __init__(
+        self, run_batch: RunBatch, executor: Executor, policy: BatchPolicy, labels: tuple[str, str], stats: ModelStats
+    ):
         self._run_batch = run_batch
+        self._stats = stats
+        self._closing = False
         self._executor = executor
         self.policy = policy
         self._queue: deque[_Pending] = deque()
@@ -60,19 +65,23 @@ class Batcher:
         """Queue one request (its first axis is its rows) and wait for its own outputs."""
         if self.policy.max_queue_size is not None and len(self._queue) >= self.policy.max_queue_size:
             raise Overloaded(f"queue is full ({self.policy.max_queue_size} requests waiting); retry shortly")
-        if self._collector is None or self._collector.done():
-            self._collector = asyncio.get_running_loop().create_task(self._collect_forever())
+        loop = asyncio.get_running_loop()
         first = next(iter(feeds.values()))
         key = tuple((name, a.dtype.str, a.shape[1:]) for name, a in feeds.items())
-        pending = _Pending(feeds, int(first.shape[0]), key, asyncio.get_running_loop().create_future())
+        pending = _Pending(feeds, int(first.shape[0]), key, loop.create_future())
         self._queue.append(pending)
         self._pending_gauge.inc()
         self._arrived.set()
+        # Started lazily, and again after a close: a request that picked this version just
+        # before it was replaced is still served by it.
+        if self._collector is None or self._collector.done():
+            self._collector = loop.create_task(self._collect_forever())
         return await pending.future
 
     def close(self) -> None:
-        if self._collector is not None:
-            self._collector.cancel()
+        """Serve what is queued, then let the collector end (an unloaded or replaced version)."""
+        self._closing = True
+        self._arrived.set()
 
     async def _collect_forever(self) -> None:
         while True:
@@ -82,12 +91,17 @@ class Batcher:
             except BaseException:
                 self._slots.release()
                 raise
+            if batch is None:
+                self._slots.release()
+                return
             task = asyncio.get_running_loop().create_task(self._execute(batch))
             task.add_done_callback(lambda _: self._slots.release())
 
-    async def _collect(self) -> list[_Pending]:
-        """Wait for a first request, then gather what fits, up to the delay."""
+    async def _collect(self) -> list[_Pending] | None:
+        """Wait for a first request, then gather what fits, up to the delay; None once closed."""
         while not self._queue:
+            if self._closing:
+                return None
             self._arrived.clear()
             await self._arrived.wait()
         batch = [self._take()]
@@ -127,6 +141,7 @@ class Batcher:
         now = time.perf_counter()
         for pending in batch:
             self._queue_time.observe(now - pending.queued_at)
+            self._stats.queued(now - pending.queued_at)
         try:
             await self._run_and_split(batch)
         except ServiceError as exc:

@@ -14,7 +14,7 @@ from service.tasks.base import ServedModel
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ["binary_tensor_data", "model_configuration"]
+EXTENSIONS = ["binary_tensor_data", "model_configuration", "model_repository", "statistics"]
 
 _FAILURE_REASONS: dict[type, str] = {
     InvalidInput: "invalid",
@@ -90,13 +90,18 @@ class DataPlane:
             outputs = await model.infer(inputs, output_names)
         except ServiceError as exc:
             metrics.REQUEST_FAILURE.labels(*labels, _FAILURE_REASONS.get(type(exc), "other")).inc()
+            model.stats.request_done(False, time.perf_counter() - started)
             raise
         except Exception:
             metrics.REQUEST_FAILURE.labels(*labels, "internal").inc()
+            model.stats.request_done(False, time.perf_counter() - started)
             raise
+        elapsed = time.perf_counter() - started
+        items = model.items(inputs)
         metrics.REQUEST_SUCCESS.labels(*labels).inc()
-        metrics.INFERENCE_COUNT.labels(*labels).inc(model.items(inputs))
-        metrics.REQUEST_DURATION.labels(*labels).observe(time.perf_counter() - started)
+        metrics.INFERENCE_COUNT.labels(*labels).inc(items)
+        metrics.REQUEST_DURATION.labels(*labels).observe(elapsed)
+        model.stats.request_done(True, elapsed, items)
         if output_names:
             outputs = {n: outputs[n] for n in output_names}
         return model, outputs

@@ -1,84 +1,45 @@
-"""The model repository: scan the folder, load each model's versions, hand out loaded models.
+"""The model repository: which models are loaded, and Triton's control modes over them.
 
-A model's name is its folder's name and requests only ever look names up in the dict built by
-the scan, so nothing a client sends can reach a path outside the repository.
+A model's name is its folder's name. Requests only look names up among the folders a scan
+found, so nothing a client sends can reach a path outside the repository. Loads build the new
+entry beside the old one and swap it in with one assignment: requests in flight finish on the
+version they resolved, and no request sees a half-loaded model.
 """
 
+import asyncio
 import logging
 import re
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from service import metrics
-from service.batching import BatchPolicy
-from service.config import ConfigError, ModelConfig, build_config, read_yaml
-from service.errors import InvalidInput, ModelNotFound, ModelNotReady
-from service.runtime import Graph, GraphLoadError
+from service.errors import InvalidInput, ModelNotFound, ServiceError
+from service.loader import READY, UNAVAILABLE, ModelEntry, ModelLoader, model_fingerprint
 from service.settings import Settings
-from service.tasks import model_class
-from service.tasks.base import GraphRunner, ServedModel
+from service.tasks.base import ServedModel
 
 log = logging.getLogger(__name__)
 
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-CONFIG_FILE = "config.yaml"
-
-READY, UNAVAILABLE, LOADING = "READY", "UNAVAILABLE", "LOADING"
 
 
-@dataclass
-class VersionState:
-    version: int
-    state: str
-    reason: str = ""
-    model: ServedModel | None = None
-
-
-@dataclass
-class ModelEntry:
-    name: str
-    versions: dict[int, VersionState] = field(default_factory=dict)
-    reason: str = ""  # why the model as a whole could not load (its config, no versions...)
-
-    def ready_versions(self) -> list[int]:
-        return sorted((v for v, s in self.versions.items() if s.state == READY), reverse=True)
-
-    def resolve(self, version: str | None) -> ServedModel:
-        """The requested version, or the highest ready one when none is named."""
-        if version is None or version == "":
-            ready = self.ready_versions()
-            if not ready:
-                raise ModelNotReady(f"model '{self.name}' is not ready: {self.why_unavailable()}")
-            return self.versions[ready[0]].model
-        if not version.isdigit() or int(version) < 1:
-            raise InvalidInput(f"version must be a positive integer, not '{version}'")
-        state = self.versions.get(int(version))
-        if state is None:
-            raise ModelNotFound(f"model '{self.name}' has no version {int(version)}")
-        if state.state != READY:
-            raise ModelNotReady(
-                f"version {state.version} of model '{self.name}' is {state.state.lower()}: {state.reason}"
-            )
-        return state.model
-
-    def why_unavailable(self) -> str:
-        if self.reason:
-            return self.reason
-        reasons = [f"version {s.version}: {s.reason}" for s in self.versions.values() if s.reason]
-        return "; ".join(reasons) or "no version loaded"
+class ModelControlDisabled(ServiceError):
+    status_code = 403
 
 
 class Registry:
-    """The models of one repository, by name. Built empty; `load_all` fills it."""
+    """The loaded models of one repository, by name. Built empty; `load_all` fills it."""
 
     def __init__(self, settings: Settings, executor: Executor):
         self.root = settings.model_repository
-        self._settings = settings
-        self._executor = executor
+        self.mode = settings.model_control_mode
+        self._startup_models = settings.load_model
+        self._loader = ModelLoader(self.root, settings, executor)
         self._models: dict[str, ModelEntry] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
         self.ready = False
 
+    # ------------------------------------------------------------------ lookups
     def names(self) -> list[str]:
         return sorted(self._models)
 
@@ -91,114 +52,124 @@ class Registry:
     def get(self, name: str, version: str | None = None) -> ServedModel:
         return self.entry(name).resolve(version)
 
-    def index(self) -> list[dict]:
-        """Triton's repository index: one row per version, or per model when none could load."""
+    def loaded_models(self) -> list[ServedModel]:
+        return [model for name in self.names() for model in self._models[name].models()]
+
+    def index(self, ready_only: bool = False) -> list[dict]:
+        """Triton's repository index: a row per version, and one per model that has none loaded."""
         rows = []
-        for name in self.names():
-            entry = self._models[name]
+        for name in sorted(set(scan_model_names(self.root)) | set(self._models)):
+            entry = self._models.get(name)
+            if entry is None:
+                rows.append({"name": name, "version": "", "state": UNAVAILABLE, "reason": "unloaded"})
+                continue
             if not entry.versions:
                 rows.append({"name": name, "version": "", "state": UNAVAILABLE, "reason": entry.why_unavailable()})
             for version in sorted(entry.versions):
                 state = entry.versions[version]
                 rows.append({"name": name, "version": str(version), "state": state.state, "reason": state.reason})
-        return rows
+        return [row for row in rows if row["state"] == READY] if ready_only else rows
 
+    # ------------------------------------------------------------------ loading
     def load_all(self) -> None:
-        """Scan the repository and load every model in it (blocking: run it in a thread)."""
+        """Load what the control mode says at start (blocking: run it in a thread)."""
         if not self.root.is_dir():
             log.error("model repository %s is not a folder; serving no models", self.root)
-        for name in scan_model_names(self.root):
-            self._models[name] = self._load_model(name)
+        for name in self._names_to_load_at_start():
+            self._models[name] = self._loader.load(name)
         self.ready = True
         loaded = sum(len(e.ready_versions()) for e in self._models.values())
         log.info("repository %s: %d models, %d versions ready", self.root, len(self._models), loaded)
 
-    def _load_model(self, name: str) -> ModelEntry:
-        entry = ModelEntry(name)
-        folder = self.root / name
-        try:
-            model_level = read_yaml(folder / CONFIG_FILE)
-            policy = build_config(model_level, {}).version_policy
-        except ConfigError as exc:
-            entry.reason = str(exc)
-            log.error("model %s failed to load: %s", name, exc)
-            return entry
-        on_disk = scan_versions(folder)
-        if not on_disk:
-            entry.reason = f"no version folders (named by positive integers) in {name}/"
-            log.error("model %s failed to load: %s", name, entry.reason)
-            return entry
-        wanted = policy.select(on_disk)
-        if policy.latest is not None:
-            # "latest: N" is the N highest versions that load: a broken new version folder
-            # leaves the previous one serving instead of taking the model down.
-            wanted, needed = sorted(on_disk, reverse=True), policy.latest
-        else:
-            needed = len(wanted)
-        for version in wanted:
-            if len(entry.ready_versions()) >= needed:
-                break
-            entry.versions[version] = self._load_version(name, version, model_level)
+    def _names_to_load_at_start(self) -> list[str]:
+        on_disk = scan_model_names(self.root)
+        if self.mode != "explicit" or "*" in self._startup_models:
+            return on_disk
+        missing = [n for n in self._startup_models if n not in on_disk]
+        if missing:
+            log.error("--load-model names models that are not in the repository: %s", ", ".join(missing))
+        return [n for n in self._startup_models if n in on_disk]
+
+    async def load(self, name: str) -> ModelEntry:
+        """Load or reload one model from disk (explicit mode); 400 with the reason when it fails."""
+        self._require_mode("explicit", "load")
+        if name not in scan_model_names(self.root):
+            raise ModelNotFound(f"the repository has no model folder named '{name}'")
+        entry = await self._reload(name)
+        if not entry.ready_versions():
+            raise InvalidInput(f"failed to load '{name}': {entry.why_unavailable()}")
+        problems = [s for s in entry.versions.values() if s.reason]
+        if problems:
+            raise InvalidInput(f"'{name}' loaded with problems: " + "; ".join(f"version {s.version}: {s.reason}" for s in problems))
         return entry
 
-    def _load_version(self, name: str, version: int, model_level: dict) -> VersionState:
-        folder = self.root / name / str(version)
-        try:
-            config = build_config(model_level, read_yaml(folder / CONFIG_FILE))
-            model = self._build_model(name, version, folder, config)
-        except (ConfigError, GraphLoadError) as exc:
-            log.error("model %s version %d failed to load: %s", name, version, exc)
-            metrics.MODEL_LOAD_FAILURES.labels(name, str(version)).inc()
-            return VersionState(version, UNAVAILABLE, str(exc))
-        metrics.MODEL_LOADED.labels(name, str(version), model.provider).set(1)
-        log.info("model %s version %d ready on %s", name, version, model.provider)
-        return VersionState(version, READY, "", model)
+    async def unload(self, name: str) -> None:
+        self._require_mode("explicit", "unload")
+        async with self._lock(name):
+            entry = self._models.pop(name, None)
+        if entry is None:
+            raise ModelNotFound(f"model '{name}' is not loaded")
+        _retire(entry, keep=None)
 
-    def _build_model(self, name: str, version: int, folder: Path, config: ModelConfig) -> ServedModel:
-        providers = config.providers or self._settings.providers
-        labels = (name, str(version))
-        policy = self._batch_policy(config)
-        graphs = {}
-        for role, file_name in config.graph_files().items():
-            path = folder / file_name
-            if not path.is_file():
-                raise GraphLoadError(f"graph '{role}' file {file_name} is missing")
-            graph = Graph(
-                path,
-                providers,
-                require_first_provider=config.require_first_provider,
-                intra_op_num_threads=self._settings.intra_op_num_threads,
+    async def poll(self) -> None:
+        """One look at the repository: load new models and versions, reload changed, drop removed."""
+        on_disk = set(scan_model_names(self.root))
+        for name in sorted(on_disk):
+            entry = self._models.get(name)
+            fingerprint = await asyncio.to_thread(model_fingerprint, self.root / name)
+            if entry is None or entry.fingerprint != fingerprint:
+                await self._reload(name)
+        for name in sorted(set(self._models) - on_disk):
+            async with self._lock(name):
+                entry = self._models.pop(name, None)
+            if entry is not None:
+                log.info("model %s left the repository; unloaded", name)
+                _retire(entry, keep=None)
+
+    async def poll_forever(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.poll()
+            except Exception:  # a bad moment on disk must not end polling
+                log.exception("polling the repository failed; trying again in %ss", interval_s)
+
+    async def _reload(self, name: str) -> ModelEntry:
+        async with self._lock(name):
+            previous = self._models.get(name)
+            entry = await asyncio.to_thread(self._loader.load, name, previous)
+            self._models[name] = entry  # the swap: one assignment
+        if previous is not None:
+            _retire(previous, keep=entry)
+        return entry
+
+    def _lock(self, name: str) -> asyncio.Lock:
+        return self._locks.setdefault(name, asyncio.Lock())
+
+    def _require_mode(self, mode: str, action: str) -> None:
+        if self.mode != mode:
+            raise ModelControlDisabled(
+                f"cannot {action} models: the server runs with --model-control-mode {self.mode} "
+                f"(start it with --model-control-mode {mode} to {action} through the API)"
             )
-            graphs[role] = GraphRunner(graph, self._executor, labels, policy)
+
+
+def _retire(old: ModelEntry, keep: ModelEntry | None) -> None:
+    """Let the versions that the new entry no longer uses finish their queues and go."""
+    kept = {id(m) for m in keep.models()} if keep is not None else set()
+    for state in old.versions.values():
+        model = state.model
+        if model is None or id(model) in kept:
+            continue
+        for runner in model.graphs.values():
+            runner.close()
         try:
-            return model_class(config.task)(name, version, config, graphs)
-        except ValueError as exc:  # a task finds its graphs do not fit its config
-            raise ConfigError(str(exc)) from None
-
-
-    def _batch_policy(self, config: ModelConfig) -> BatchPolicy:
-        settings = self._settings
-
-        def pick(value, default):
-            return default if value is None else value
-
-        return BatchPolicy(
-            max_batch_size=pick(config.max_batch_size, settings.max_batch_size),
-            max_queue_delay_s=pick(config.max_queue_delay_ms, settings.max_queue_delay_ms) / 1000,
-            preferred_batch_sizes=tuple(config.preferred_batch_sizes or ()),
-            max_queue_size=pick(config.max_queue_size, settings.max_queue_size),
-            max_concurrent_batches=settings.max_concurrent_batches,
-        )
+            metrics.MODEL_LOADED.remove(model.name, str(model.version), model.provider)
+        except KeyError:
+            pass
 
 
 def scan_model_names(root: Path) -> list[str]:
     if not root.is_dir():
         return []
     return sorted(p.name for p in root.iterdir() if p.is_dir() and MODEL_NAME.match(p.name))
-
-
-def scan_versions(folder: Path) -> list[int]:
-    """Version folders: positive integers (Triton ignores other folder names too)."""
-    return sorted(
-        int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit() and int(p.name) > 0
-    )

@@ -34,6 +34,16 @@ class Settings(BaseSettings):
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     workers: int = Field(1, ge=1, description="server processes")
 
+    model_control_mode: Literal["none", "explicit", "poll"] = Field(
+        "none",
+        description="none: load all at start, no changes; explicit: load --load-model names and "
+        "what the API asks; poll: follow the repository's changes on disk",
+    )
+    load_model: CommaList = Field(
+        [], description="models to load at start in explicit mode (repeatable; * for all)"
+    )
+    repository_poll_secs: float = Field(15.0, gt=0, description="poll mode: seconds between looks")
+
     providers: CommaList = Field(
         ["CUDAExecutionProvider", "CPUExecutionProvider"],
         description="ONNX Runtime execution providers in fallback order (comma separated); "
@@ -84,7 +94,7 @@ class Settings(BaseSettings):
     )
     access_log: bool = Field(True, description="one JSON log line per request")
 
-    @field_validator("providers", "api_keys", "admin_keys", "cors_allow_origins", mode="before")
+    @field_validator("providers", "load_model", "api_keys", "admin_keys", "cors_allow_origins", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

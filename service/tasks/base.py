@@ -10,6 +10,7 @@ from service import metrics
 from service.batching import Batcher, BatchPolicy
 from service.config import ModelConfig
 from service.runtime import Graph, TensorSpec
+from service.stats import ModelStats
 
 
 class GraphRunner:
@@ -19,19 +20,26 @@ class GraphRunner:
     concurrent calls go through a dynamic batcher and share executions.
     """
 
-    def __init__(self, graph: Graph, executor: Executor, labels: tuple[str, str], policy: BatchPolicy | None = None):
+    def __init__(
+        self,
+        graph: Graph,
+        executor: Executor,
+        labels: tuple[str, str],
+        policy: BatchPolicy | None = None,
+        stats: ModelStats | None = None,
+    ):
         self.graph = graph
         self._executor = executor
+        self.stats = stats or ModelStats()  # shared by the graphs of one model version
         batchable = all(s.has_batch_axis for s in (*graph.inputs, *graph.outputs))
         self.batcher = (
-            Batcher(self.run_sync, executor, policy, labels)
+            Batcher(self.run_sync, executor, policy, labels, self.stats)
             if policy is not None and policy.max_batch_size > 0 and batchable
             else None
         )
         self._exec_count = metrics.EXEC_COUNT.labels(*labels)
         self._compute = metrics.COMPUTE_DURATION.labels(*labels)
         self._batch_size = metrics.BATCH_SIZE.labels(*labels)
-        self.executions = 0
 
     async def run(self, feeds: dict[str, np.ndarray], output_names: list[str] | None = None) -> dict[str, np.ndarray]:
         if self.batcher is not None:
@@ -41,16 +49,19 @@ class GraphRunner:
         return await loop.run_in_executor(self._executor, self.run_sync, feeds, output_names)
 
     def close(self) -> None:
+        """Stop batching once the requests already queued are served."""
         if self.batcher is not None:
             self.batcher.close()
 
     def run_sync(self, feeds: dict[str, np.ndarray], output_names: list[str] | None = None) -> dict[str, np.ndarray]:
         started = time.perf_counter()
         outputs = self.graph.run(feeds, output_names)
-        self._compute.observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        rows = _rows(feeds)
+        self._compute.observe(elapsed)
         self._exec_count.inc()
-        self.executions += 1
-        self._batch_size.observe(_rows(feeds))
+        self._batch_size.observe(rows)
+        self.stats.executed(rows, elapsed)
         return outputs
 
 
@@ -70,7 +81,9 @@ class ServedModel:
         self.version = version
         self.config = config
         self.graphs = graphs
-        self.provider = next(iter(graphs.values())).graph.provider
+        first = next(iter(graphs.values()))
+        self.provider = first.graph.provider
+        self.stats = first.stats
 
     @property
     def inputs(self) -> list[TensorSpec]:
