@@ -1,20 +1,20 @@
 """python -m service --model-repository DIR --host H --port P: every flag is also MODELSERVE_*."""
 
-import logging
+import logging.config
 import os
 import sys
 
 import uvicorn
 from pydantic_settings import CliApp
 
+from service import logs
 from service.settings import Settings
 
 
 def main(argv: list[str] | None = None) -> None:
     settings = CliApp.run(Settings, cli_args=sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    log_config = logs.config(settings.log_level)
+    logging.config.dictConfig(log_config)
     # Worker processes build their app from the environment, so hand the settings down there.
     os.environ.update(settings.to_env())
     uvicorn.run(
@@ -24,7 +24,9 @@ def main(argv: list[str] | None = None) -> None:
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level,
-        timeout_graceful_shutdown=30,
+        log_config=log_config,  # JSON lines, in the workers too
+        access_log=False,  # ours is RequestLogMiddleware's, with the request id and model
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,
     )
 
 

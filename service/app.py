@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from service.protocol.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service import __version__
+from service import __version__, middleware
 from service.dataplane import DataPlane
 from service.errors import ServiceError
 from service.protocol import metrics_route, v2
@@ -52,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.limits = Limits(settings.max_tensor_elements, settings.max_json_depth)
     _install_error_handlers(app)
+    middleware.install(app, settings)
     app.include_router(repository_routes.router)  # before v2: /v2/models/stats is not a model
     app.include_router(v2.router)
     app.include_router(metrics_route.router)

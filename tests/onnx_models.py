@@ -105,3 +105,30 @@ def slow_chain(width: int = 256, depth: int = 40) -> onnx.ModelProto:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", width])],
         [numpy_helper.from_array(weights, "W")],
     )
+
+
+def slow(size: int = 256) -> onnx.ModelProto:
+    """y = mean(tanh(x W)^n): `iterations` (INT64 scalar) matmuls of (size, size), to hold a
+    request in flight for as long as a test needs. x and W are constants of the graph."""
+    rng = np.random.default_rng(0)
+    weights = (rng.standard_normal((size, size)) / np.sqrt(size)).astype(np.float32)
+    body = helper.make_graph(
+        [helper.make_node("MatMul", ["x_in", "W"], ["product"]),
+         helper.make_node("Tanh", ["product"], ["x_out"]),
+         helper.make_node("Identity", ["cond_in"], ["cond_out"])],
+        "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("x_in", TensorProto.FLOAT, [size, size])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("x_out", TensorProto.FLOAT, [size, size])],
+    )
+    return _model(
+        [helper.make_node("Loop", ["iterations", "true", "x0"], ["x_final"], body=body),
+         helper.make_node("ReduceMean", ["x_final"], ["y"], keepdims=0)],
+        [helper.make_tensor_value_info("iterations", TensorProto.INT64, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [])],
+        [numpy_helper.from_array(weights, "W"),
+         numpy_helper.from_array(np.ones((size, size), np.float32), "x0"),
+         numpy_helper.from_array(np.array(True), "true")],
+    )

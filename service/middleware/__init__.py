@@ -1,0 +1,41 @@
+"""Pure ASGI middlewares (no BaseHTTPMiddleware: it is slow and buffers streamed responses)."""
+
+from starlette.middleware.cors import CORSMiddleware
+
+from service.middleware.auth import AuthMiddleware
+from service.middleware.body_limit import BodyLimitMiddleware
+from service.middleware.request_log import RequestLogMiddleware
+from service.middleware.timeout import TimeoutMiddleware
+
+# Headers a browser may send and read: the binary tensor extension's, and the request id.
+_CORS_HEADERS = ["Authorization", "Content-Type", "Content-Encoding", "Inference-Header-Content-Length", "X-Request-ID"]
+
+
+def install(app, settings) -> None:
+    """Wrap `app`, outermost first: request log, CORS, auth, body limit, timeout.
+
+    The log is outermost so that every answer, refusals included, has a line and an id; CORS
+    is outside auth so that preflights (which carry no key) and refusals get CORS headers.
+    """
+    # Starlette puts the last added outermost, so add from the inside out.
+    if settings.request_timeout_s > 0:
+        app.add_middleware(TimeoutMiddleware, timeout_s=settings.request_timeout_s)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        AuthMiddleware,
+        api_keys=[k.get_secret_value() for k in settings.api_keys],
+        admin_keys=[k.get_secret_value() for k in settings.admin_keys],
+        allow_control_without_admin_keys=settings.allow_model_control_without_admin_keys,
+        metrics_require_key=settings.metrics_require_key,
+    )
+    if settings.cors_allow_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_allow_origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=_CORS_HEADERS,
+            expose_headers=["Inference-Header-Content-Length", "X-Request-ID"],
+            max_age=600,
+        )
+    if settings.access_log:
+        app.add_middleware(RequestLogMiddleware)

@@ -1,0 +1,58 @@
+"""413 for a request body over the limit, on every route, before the body is read whole.
+
+A declared Content-Length over the limit is refused before a byte of the body is read; a
+chunked body is counted as it streams and refused at the chunk that crosses the limit. The
+route reading it gets PayloadTooLarge from `receive`, and whatever it then answers is replaced
+with the 413 (FastAPI turns errors while parsing a body into 400s).
+"""
+
+from service.errors import PayloadTooLarge
+from service.middleware.reply import header, send_error
+
+
+class BodyLimitMiddleware:
+    def __init__(self, app, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_bytes
+        declared = header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await send_error(send, PayloadTooLarge(
+                f"request body of {int(declared)} bytes is over the limit of {limit} bytes"))
+            return
+
+        received = 0
+        refused: PayloadTooLarge | None = None
+        started = False
+
+        async def counting_receive():
+            nonlocal received, refused
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    refused = PayloadTooLarge(f"request body is over the limit of {limit} bytes")
+                    raise refused
+            return message
+
+        async def guarded_send(message):
+            nonlocal started
+            if refused is None:
+                started = True
+                await send(message)
+            elif not started and message["type"] == "http.response.start":
+                started = True
+                await send_error(send, refused)
+            # Anything else the app sends after the refusal is dropped.
+
+        try:
+            await self.app(scope, counting_receive, guarded_send)
+        except PayloadTooLarge:
+            if refused is None or started:
+                raise
+            await send_error(send, refused)

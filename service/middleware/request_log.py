@@ -1,0 +1,73 @@
+"""One JSON log line per request, and a request id on every response (X-Request-ID).
+
+The id is the client's X-Request-ID when it sends a sane one (so a trace spans the load
+balancer and the replicas), else a new one. The line carries no headers and no body: keys and
+tensors never reach the log.
+"""
+
+import logging
+import time
+import uuid
+
+from service.middleware.reply import header
+
+log = logging.getLogger("modelserve.access")
+
+_MAX_ID_LENGTH = 128
+
+
+class RequestLogMiddleware:
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = _request_id(header(scope, b"x-request-id"))
+        scope.setdefault("state", {})["request_id"] = request_id
+        status = 500  # what the client sees when the app fails before it answers
+
+        async def send_with_id(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            if log.isEnabledFor(logging.INFO):
+                # Routing has filled path_params in this same scope by now, unless the
+                # request was refused before it (401, 413): then read them off the path.
+                params = scope.get("path_params") or _model_in_path(scope["path"])
+                log.info("request", extra={"access": {
+                    "request_id": request_id,
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "model": params.get("name"),
+                    "version": params.get("version"),
+                    "status": status,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                }})
+
+
+def _model_in_path(path: str) -> dict:
+    """{name, version} of /v2/models/{name}[/versions/{v}]/... or /v1/models/{name}[:verb]."""
+    if not path.startswith(("/v2/models/", "/v1/models/")):
+        return {}
+    parts = path.split("/")  # ["", "v2", "models", name, "versions", v, ...]
+    name = parts[3].split(":", 1)[0]
+    version = parts[5] if len(parts) > 5 and parts[4] == "versions" else None
+    return {"name": name, "version": version}
+
+
+def _request_id(given: bytes | None) -> str:
+    # Printable ASCII only, bounded, so a client can't forge log lines or bloat them.
+    if given and len(given) <= _MAX_ID_LENGTH and given.isascii():
+        text = given.decode()
+        if text.isprintable():
+            return text
+    return uuid.uuid4().hex

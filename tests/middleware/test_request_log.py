@@ -1,0 +1,63 @@
+"""One JSON line per request with its id, model, version, status and duration; no bodies."""
+
+import json
+import re
+
+import httpx
+import pytest
+
+from tests import onnx_models
+from tests.middleware.access_log import line_for, log_path
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, module_server):
+    repo = tmp_path_factory.mktemp("repo")
+    onnx_models.save(onnx_models.identity("BYTES"), repo, "text")
+    url = module_server(repo, env={"MODELSERVE_LOG_LEVEL": "info"})
+    return url, log_path(repo, url)
+
+
+def test_every_log_line_is_json(server):
+    url, path = server
+    httpx.get(url + "/v2/health/live", headers={"X-Request-ID": "live-1"})
+    line_for(path, "live-1")
+    lines = path.read_text().splitlines()
+    assert lines and all(isinstance(json.loads(line), dict) for line in lines)  # uvicorn's own too
+
+
+def test_an_inference_is_logged_with_its_id_model_and_status(server):
+    url, path = server
+    body = {"inputs": [{"name": "input", "shape": [1, 3], "datatype": "BYTES", "data": ["s3cr3t-payload", "b", "c"]}]}
+    response = httpx.post(f"{url}/v2/models/text/versions/1/infer", json=body, headers={"X-Request-ID": "trace-42"})
+    assert response.status_code == 200 and response.headers["x-request-id"] == "trace-42"
+    line = line_for(path, "trace-42")
+    assert {k: line[k] for k in ("method", "path", "model", "version", "status", "level")} == {
+        "method": "POST", "path": "/v2/models/text/versions/1/infer", "model": "text", "version": "1",
+        "status": 200, "level": "info",
+    }
+    assert line["duration_ms"] >= 0
+    assert "s3cr3t-payload" not in path.read_text()
+
+
+def test_an_id_is_made_when_the_client_sends_none(server):
+    url, path = server
+    first, second = httpx.get(url + "/v2/models/text"), httpx.get(url + "/v2/models/text")
+    ids = [r.headers["x-request-id"] for r in (first, second)]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids) and ids[0] != ids[1]
+    assert line_for(path, ids[0])["model"] == "text"
+
+
+@pytest.mark.parametrize("given", [b"x" * 500, b"tab\there", "naïve".encode()])
+def test_an_unsafe_client_id_is_replaced(server, given):
+    response = httpx.get(server[0] + "/v2/health/live", headers={"X-Request-ID": given})
+    assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"])
+
+
+def test_errors_are_logged_with_their_status_and_model(server):
+    url, path = server
+    httpx.get(url + "/v2/models/missing/versions/3", headers={"X-Request-ID": "e-404"})
+    line = line_for(path, "e-404")
+    assert (line["status"], line["model"], line["version"]) == (404, "missing", "3")
+    response = httpx.post(url + "/v2/models/text/infer", content=b"{not json", headers={"X-Request-ID": "e-400"})
+    assert response.status_code == 400 and line_for(path, "e-400")["status"] == 400
