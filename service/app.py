@@ -15,6 +15,7 @@ from service.dataplane import DataPlane
 from service.errors import ServiceError
 from service.protocol import metrics_route, v2
 from service.protocol import repository as repository_routes
+from service.protocol.fast_infer import FastInfer
 from service.protocol.v2_codec import Limits
 from service.protocol.v2_schemas import extra_components
 from service.repository import Registry
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.limits = Limits(settings.max_tensor_elements, settings.max_json_depth)
     _install_error_handlers(app)
+    app.add_middleware(FastInfer)  # first added is innermost: behind auth, limits and logs
     middleware.install(app, settings)
     app.include_router(repository_routes.router)  # before v2: /v2/models/stats is not a model
     app.include_router(v2.router)

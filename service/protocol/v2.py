@@ -13,11 +13,13 @@ from service.protocol.body import read_body
 from service.protocol.v2_codec import HEADER_LENGTH, Limits, decode_request, encode_response
 
 
-def get_dataplane(request: Request) -> DataPlane:
+# Dependencies are `async def`: FastAPI runs plain `def` ones in a thread pool, a thread hop
+# per request for a dictionary lookup.
+async def get_dataplane(request: Request) -> DataPlane:
     return request.app.state.dataplane
 
 
-def get_limits(request: Request) -> Limits:
+async def get_limits(request: Request) -> Limits:
     return request.app.state.limits
 
 
@@ -71,13 +73,22 @@ def _metadata_routes(path: str) -> None:
         openapi_extra={"requestBody": schemas.INFER_REQUEST_BODY},
     )
     async def infer(request: Request, dataplane: DataPlaneDep, limits: LimitsDep, name: str, version: str | None = None):
-        body = await read_body(request, request.app.state.settings.max_request_bytes)
-        # The model is resolved first so an unknown model is a 404 whatever the body holds.
-        dataplane.model(name, version)
-        parsed = decode_request(body, request.headers.get(HEADER_LENGTH), limits)
-        model, outputs = await dataplane.infer(name, version, parsed.inputs, parsed.datatypes, parsed.output_names)
-        content, headers = encode_response(model.name, str(model.version), outputs, parsed)
+        # Served by service.protocol.fast_infer in front of the router; this route documents it
+        # and answers when the app is mounted without that front.
+        content, headers = await infer_response(request, dataplane, limits, name, version)
         return Response(content, headers=headers)
+
+
+async def infer_response(
+    request: Request, dataplane: DataPlane, limits: Limits, name: str, version: str | None
+) -> tuple[bytes, dict[str, str]]:
+    """One V2 infer call, from request to response body and headers."""
+    body = await read_body(request, request.app.state.settings.max_request_bytes)
+    # The model is resolved first so an unknown model is a 404 whatever the body holds.
+    dataplane.model(name, version)
+    parsed = decode_request(body, request.headers.get(HEADER_LENGTH), limits)
+    model, outputs = await dataplane.infer(name, version, parsed.inputs, parsed.datatypes, parsed.output_names)
+    return encode_response(model.name, str(model.version), outputs, parsed)
 
 
 _metadata_routes("/models/{name}")

@@ -1,0 +1,47 @@
+"""The hot path: V2 infer answered straight from ASGI, in front of FastAPI's router.
+
+Routing, dependency injection and the exception middlewares cost more per request than a
+small model's inference; this front matches the infer path itself and runs the same code as
+the documented route (`v2.infer_response`), with the same `{"error": ...}` answers. Everything
+else passes through to the app.
+"""
+
+import logging
+import re
+
+import orjson
+from starlette.requests import Request
+
+from service.errors import ServiceError
+from service.protocol.v2 import infer_response
+
+log = logging.getLogger(__name__)
+
+INFER_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
+_JSON = [(b"content-type", b"application/json")]
+
+
+class FastInfer:
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        match = INFER_PATH.match(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
+        if match is None:
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        state = scope["app"].state
+        try:
+            body, headers = await infer_response(request, state.dataplane, state.limits, match[1], match[2])
+            status = 200
+            raw_headers = [(k.encode(), v.encode()) for k, v in headers.items()]
+        except ServiceError as exc:
+            status, body = exc.status_code, orjson.dumps({"error": exc.message})
+            raw_headers = _JSON + [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
+        except Exception:
+            log.exception("unhandled error on POST %s", scope["path"])
+            status, body, raw_headers = 500, b'{"error":"internal server error"}', list(_JSON)
+        raw_headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+        await send({"type": "http.response.body", "body": body})
