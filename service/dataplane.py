@@ -1,16 +1,21 @@
 """The protocol-free core: every front end (V2 REST, V1, generate) calls this, nothing below
 imports FastAPI. It resolves models, checks requests against signatures, and keeps the metrics."""
 
+import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from typing import Any, Self
 
 import numpy as np
 
 from service import __version__, metrics
 from service.errors import InvalidInput, ModelNotReady, Overloaded, RequestTimeout, ServiceError
 from service.repository import Registry
-from service.signature import check_inputs, check_outputs
+from service.signature import check_outputs
 from service.tasks.base import ServedModel
+from service.tasks.generative import Event, Generation
 
 log = logging.getLogger(__name__)
 
@@ -82,29 +87,91 @@ class DataPlane:
     ) -> tuple[ServedModel, dict[str, np.ndarray]]:
         """Check the tensors against the model's signature, run it, count the outcome."""
         model = self.model(name, version)
-        labels = (model.name, str(model.version))
-        started = time.perf_counter()
-        try:
-            check_inputs(model.inputs, inputs, datatypes)
+        with _Outcome(model) as outcome:
+            model.check_inputs(inputs, datatypes)
             check_outputs(model.outputs, output_names)
             outputs = await model.infer(inputs, output_names)
-        except ServiceError as exc:
-            metrics.REQUEST_FAILURE.labels(*labels, _FAILURE_REASONS.get(type(exc), "other")).inc()
-            model.stats.request_done(False, time.perf_counter() - started)
-            raise
-        except Exception:
-            metrics.REQUEST_FAILURE.labels(*labels, "internal").inc()
-            model.stats.request_done(False, time.perf_counter() - started)
-            raise
-        elapsed = time.perf_counter() - started
-        items = model.items(inputs)
-        metrics.REQUEST_SUCCESS.labels(*labels).inc()
-        metrics.INFERENCE_COUNT.labels(*labels).inc(items)
-        metrics.REQUEST_DURATION.labels(*labels).observe(elapsed)
-        model.stats.request_done(True, elapsed, items)
+            outcome.items = model.items(inputs)
         if output_names:
             outputs = {n: outputs[n] for n in output_names}
         return model, outputs
+
+    # ------------------------------------------------------------------ task endpoints
+    async def predict(self, name: str, version: str | None, body: dict, reconstruct: bool = False) -> tuple[ServedModel, list[dict]]:
+        """KServe V1 :predict (or a VAE's :reconstruct): one prediction per instance."""
+        model = self.model(name, version)
+        with _Outcome(model) as outcome:
+            predictions = await (model.reconstruct(body) if reconstruct else model.predict(body))
+            outcome.items = len(predictions)
+        return model, predictions
+
+    async def generate(self, name: str, version: str | None, params: dict) -> tuple[ServedModel, Any, Generation]:
+        """Plan a generation from its parameters and run it: (model, plan, generation)."""
+        model = self.model(name, version)
+        with _Outcome(model) as outcome:
+            plan = model.plan(params)
+            generation = await model.generate(plan)
+            outcome.items = len(generation.samples)
+        return model, plan, generation
+
+    def generate_stream(self, name: str, version: str | None, params: dict) -> tuple[ServedModel, Any, AsyncIterator[Event]]:
+        """Plan now, so a bad request fails before the stream starts; the events come lazily."""
+        model = self.model(name, version)
+        outcome = _Outcome(model)
+        with outcome.failures():
+            plan = model.plan(params, stream=True)
+        return model, plan, _counted(model.stream(plan), outcome, plan.num_samples)
+
+
+async def _counted(events: AsyncIterator[Event], outcome: "_Outcome", items: int) -> AsyncIterator[Event]:
+    """A stream counted as one request; a client that leaves early makes it a 'cancelled' one."""
+    with outcome:
+        async for event in events:
+            yield event
+        outcome.items = items
+
+
+class _Outcome:
+    """The bookkeeping of one request to a model: success with its items, or failure's reason."""
+
+    def __init__(self, model: ServedModel):
+        self.model = model
+        self.labels = (model.name, str(model.version))
+        self.items = 0
+        self.started = time.perf_counter()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type, exc, traceback) -> bool:
+        elapsed = time.perf_counter() - self.started
+        if exc_type is None:
+            metrics.REQUEST_SUCCESS.labels(*self.labels).inc()
+            metrics.INFERENCE_COUNT.labels(*self.labels).inc(self.items)
+            metrics.REQUEST_DURATION.labels(*self.labels).observe(elapsed)
+            self.model.stats.request_done(True, elapsed, self.items)
+        else:
+            metrics.REQUEST_FAILURE.labels(*self.labels, _reason(exc_type)).inc()
+            self.model.stats.request_done(False, elapsed)
+        return False
+
+    @contextmanager
+    def failures(self) -> Iterator[None]:
+        """Count a failure inside the block; success is left to a later `with self`."""
+        try:
+            yield
+        except BaseException as exc:
+            self.__exit__(type(exc), exc, None)
+            raise
+
+
+def _reason(exc_type: type[BaseException]) -> str:
+    if issubclass(exc_type, ServiceError):
+        return _FAILURE_REASONS.get(exc_type, "other")
+    if issubclass(exc_type, (asyncio.CancelledError, GeneratorExit)):
+        return "cancelled"  # the client went away (a stream it stopped reading)
+    return "internal"
+
 
 def _triton_type(datatype: str) -> str:
     return "STRING" if datatype == "BYTES" else datatype

@@ -1,13 +1,20 @@
 """The task classes, chosen from a model's config by a plain dict."""
 
 from service.tasks.base import ServedModel
+from service.tasks.classification import ClassificationModel
+from service.tasks.flow import FlowModel
+from service.tasks.gan import GanModel
 from service.tasks.generic import GenericModel
+from service.tasks.regression import RegressionModel
+from service.tasks.vae import VaeModel
 
-# Tasks whose endpoints are not built yet serve their graph's signature, like generic models.
 TASK_CLASSES: dict[str, type[ServedModel]] = {
     "generic": GenericModel,
-    "classification": GenericModel,
-    "regression": GenericModel,
+    "classification": ClassificationModel,
+    "regression": RegressionModel,
+    "gan": GanModel,
+    "vae": VaeModel,
+    "flow": FlowModel,
 }
 
 

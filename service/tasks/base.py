@@ -9,7 +9,9 @@ import numpy as np
 from service import metrics
 from service.batching import Batcher, BatchPolicy
 from service.config import ModelConfig
+from service.errors import InvalidInput
 from service.runtime import Graph, TensorSpec
+from service.signature import check_inputs
 from service.stats import ModelStats
 
 
@@ -96,6 +98,23 @@ class ServedModel:
     async def infer(self, inputs: dict[str, np.ndarray], output_names: list[str] | None) -> dict[str, np.ndarray]:
         """Tensors in, tensors out, after the caller checked them against `inputs`."""
         raise NotImplementedError
+
+    def check_inputs(self, inputs: dict[str, np.ndarray], datatypes: dict[str, str]) -> None:
+        """Raise InvalidInput unless the tensors fit `inputs` (generative models relax this)."""
+        check_inputs(self.inputs, inputs, datatypes)
+
+    # Task endpoints (service/tasks/*): a model of another task answers 400 naming its task.
+    async def predict(self, body: dict) -> list[dict]:
+        raise self.no_endpoint(":predict")
+
+    async def reconstruct(self, body: dict) -> list[dict]:
+        raise self.no_endpoint(":reconstruct")
+
+    def plan(self, params: dict, stream: bool = False):
+        raise self.no_endpoint("generate")
+
+    def no_endpoint(self, endpoint: str) -> InvalidInput:
+        return InvalidInput(f"model '{self.name}' is a {self.config.task} model, which has no {endpoint} endpoint")
 
     def items(self, inputs: dict[str, np.ndarray]) -> int:
         """How many inferences a request holds: its rows when the model batches, else 1."""

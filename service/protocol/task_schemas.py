@@ -1,0 +1,109 @@
+"""Pydantic shapes of the KServe V1 task endpoints, for /docs. Each task validates its own parameters
+(service/tasks/*); the examples here are sent as they are by tests/tasks/test_openapi_examples.py;
+DIGIT and its kin are shared with generate_schemas.py."""
+
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from service.imaging import b64, png
+from service.protocol.v2_schemas import Error
+
+# scikit-learn's digits[3], a 3: 64 pixel values 0..16, row by row.
+DIGIT = [0, 0, 7, 15, 13, 1, 0, 0, 0, 8, 13, 6, 15, 4, 0, 0, 0, 2, 1, 13, 13, 0, 0, 0, 0, 0, 2, 15, 11, 1, 0, 0,
+         0, 0, 0, 1, 12, 12, 1, 0, 0, 0, 0, 0, 1, 10, 8, 0, 0, 0, 8, 4, 5, 14, 9, 0, 0, 0, 7, 13, 13, 9, 0, 0]
+DIGIT_PNG_B64 = b64(png(np.array(DIGIT, dtype=np.float64).reshape(8, 8) / 16.0))
+# scikit-learn's diabetes[0] in raw units (load_diabetes(scaled=False)).
+PATIENT = {"age": 59, "sex": 2, "bmi": 32.1, "bp": 101, "s1": 157, "s2": 93.2, "s3": 38, "s4": 4, "s5": 4.8598, "s6": 87}
+
+PREDICT_EXAMPLES = {
+    "classification": {"summary": "classifier: a digit as 64 pixel values", "value": {"instances": [DIGIT], "top_k": 3}},
+    "classification_nested": {
+        "summary": "classifier: a digit as 8x8 rows",
+        "value": {"instances": [[DIGIT[r * 8:(r + 1) * 8] for r in range(8)]], "top_k": 1},
+    },
+    "classification_image": {"summary": "classifier: a PNG in base64", "value": {"instances": [{"image_b64": DIGIT_PNG_B64}]}},
+    "regression": {"summary": "regressor: named features", "value": {"instances": [PATIENT]}},
+    "regression_array": {"summary": "regressor: features in order", "value": {"instances": [list(PATIENT.values())]}},
+    "flow": {"summary": "flow or vae: a digit's log-density or latent code", "value": {"instances": [DIGIT]}},
+}
+RECONSTRUCT_EXAMPLES = {
+    "array": {"summary": "a digit, reconstructed as an array", "value": {"instances": [DIGIT]}},
+    "png": {"summary": "a digit, reconstructed as a PNG", "value": {"instances": [DIGIT], "format": "png"}},
+}
+class TopK(BaseModel):
+    label: str
+    probability: float
+
+
+class ClassPrediction(BaseModel):
+    label: str = Field(examples=["3"])
+    probability: float
+    probabilities: dict[str, float] = Field(description="label -> probability")
+    top_k: list[TopK]
+
+
+class RegressionPrediction(BaseModel):
+    value: float
+    std: float | None = Field(None, description="where the model predicts a variance")
+
+
+class FlowPrediction(BaseModel):
+    log_density: float = Field(description="log p(x) with x in the raw units sent (nats)")
+    bits_per_dim: float = Field(description="-log_density / (D ln 2)")
+
+
+class LatentPrediction(BaseModel):
+    mean: list[float]
+    log_var: list[float]
+
+
+class PredictResponse(BaseModel):
+    predictions: list[ClassPrediction | RegressionPrediction | FlowPrediction | LatentPrediction]
+
+
+class Reconstruction(BaseModel):
+    reconstruction: Any = Field(description="raw units in the sample's shape, or a base64 PNG")
+
+
+class ReconstructResponse(BaseModel):
+    predictions: list[Reconstruction]
+
+
+def request_body(examples: dict, schemas: list[type[BaseModel]], multipart: bool = False) -> dict:
+    """A hand-declared request body: the routes read JSON themselves (size limit, depth limit)."""
+    schema = {"oneOf": [s.model_json_schema() for s in schemas]} if len(schemas) > 1 else schemas[0].model_json_schema()
+    content = {"application/json": {"schema": schema, "examples": examples}}
+    if multipart:
+        content["multipart/form-data"] = {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "file": {"type": "string", "format": "binary", "description": "a PNG or JPEG; repeat for more"},
+                    "top_k": {"type": "integer"},
+                },
+                "required": ["file"],
+            }
+        }
+    return {"requestBody": {"required": True, "content": content}}
+
+
+class _PredictBody(BaseModel):
+    instances: list[Any] = Field(min_length=1)
+    top_k: int | None = Field(None, description="classification: how many labels to list (default 3)")
+
+
+class _ReconstructBody(BaseModel):
+    instances: list[Any] = Field(min_length=1)
+    format: str = Field("array", description="array or png")
+
+
+PREDICT_BODY = request_body(PREDICT_EXAMPLES, [_PredictBody], multipart=True)
+RECONSTRUCT_BODY = request_body(RECONSTRUCT_EXAMPLES, [_ReconstructBody])
+
+ERRORS = {
+    400: {"model": Error, "description": "a bad parameter, instance or image, or a model of another task"},
+    404: {"model": Error, "description": "unknown model or version"},
+    503: {"model": Error, "description": "model not ready, or overloaded"},
+}

@@ -1,0 +1,75 @@
+"""KServe V1 task endpoints: POST /v1/models/{name}[/versions/{v}]:predict and :reconstruct.
+
+The body is {"instances": [...], <task parameters>} as JSON, or a multipart form whose files
+are the instances (images) and whose other fields are parameters.
+"""
+
+from fastapi import APIRouter, Request
+from starlette.datastructures import UploadFile
+
+from service.errors import InvalidInput
+from service.protocol import task_schemas as schemas
+from service.protocol.body import read_body
+from service.protocol.responses import JSONResponse
+from service.protocol.v2 import DataPlaneDep, LimitsDep
+from service.protocol.v2_codec import Limits, parse_json
+
+router = APIRouter(prefix="/v1", default_response_class=JSONResponse, tags=["Task endpoints (KServe V1)"])
+
+MAX_FORM_FILES = 256
+
+
+async def read_task_body(request: Request, limits: Limits) -> dict:
+    """A task request's JSON object, or a multipart form turned into the same shape."""
+    body = await read_body(request, request.app.state.settings.max_request_bytes)
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        return await _form(request, body)
+    document = parse_json(body, limits.max_json_depth)
+    if not isinstance(document, dict):
+        raise InvalidInput("the request body must be a JSON object")
+    return document
+
+
+async def _form(request: Request, body: bytes) -> dict:
+    async def replay() -> dict:  # the body was read (within its limit) already
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    instances, params = [], {}
+    async with Request(request.scope, replay).form(max_files=MAX_FORM_FILES) as form:
+        for key, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                instances.append(await value.read())  # bytes: parsed as an image by the task
+            else:  # form fields are text: an integer parameter such as top_k arrives as "5"
+                params[key] = int(value) if value.strip().lstrip("-").isdigit() else value
+    if not instances:
+        raise InvalidInput("a multipart request needs at least one image file")
+    return {"instances": instances, **params}
+
+
+def _task_routes(path: str) -> None:
+    """Each route exists with and without /versions/{version}."""
+
+    @router.post(
+        f"{path}:predict", response_model=schemas.PredictResponse, responses=schemas.ERRORS,
+        summary="Predict: label, value, log-density or latent code per instance",
+        openapi_extra=schemas.PREDICT_BODY,
+    )
+    async def predict(request: Request, dataplane: DataPlaneDep, limits: LimitsDep, name: str, version: str | None = None):
+        dataplane.model(name, version)  # 404 for an unknown model, whatever the body holds
+        body = await read_task_body(request, limits)
+        _, predictions = await dataplane.predict(name, version, body)
+        return JSONResponse({"predictions": predictions})
+
+    @router.post(
+        f"{path}:reconstruct", response_model=schemas.ReconstructResponse, responses=schemas.ERRORS,
+        summary="VAE: decode each instance's latent mean", openapi_extra=schemas.RECONSTRUCT_BODY,
+    )
+    async def reconstruct(request: Request, dataplane: DataPlaneDep, limits: LimitsDep, name: str, version: str | None = None):
+        dataplane.model(name, version)
+        body = await read_task_body(request, limits)
+        _, predictions = await dataplane.predict(name, version, body, reconstruct=True)
+        return JSONResponse({"predictions": predictions})
+
+
+_task_routes("/models/{name}")
+_task_routes("/models/{name}/versions/{version}")

@@ -1,0 +1,49 @@
+"""Regression: the graph's V2 signature for tensors; value (and std, with a variance) for people."""
+
+import numpy as np
+
+from service.config import DataSpec
+from service.runtime import TensorSpec
+from service.tasks import positional
+from service.tasks.base import ServedModel
+from service.tasks.generative import data_spec
+from service.tasks.instances import parse_instances
+from service.tasks.params import PredictParams, validate
+from service.tasks.units import Units
+
+
+class RegressionModel(ServedModel):
+    def __init__(self, name, version, config, graphs):
+        super().__init__(name, version, config, graphs)
+        self.graph = graphs["model"]
+        positional.check(self.graph, "model", inputs=1, outputs=1)
+        self.features = list(config.features) if config.features else None
+        if config.data is None and self.features:
+            spec = DataSpec(shape=[len(self.features)])
+        else:
+            spec = data_spec(config, self.graph.graph.inputs[0], "the model's input")
+        self.units = Units(spec)
+        if self.features and len(self.features) != self.units.size:
+            raise ValueError(f"config.yaml lists {len(self.features)} features for inputs of shape {spec.shape}")
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return self.graph.graph.inputs
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return self.graph.graph.outputs
+
+    async def infer(self, inputs, output_names):
+        return await self.graph.run(inputs, output_names)
+
+    async def predict(self, body: dict) -> list[dict]:
+        params = validate(PredictParams, body, "regression")
+        # Regression graphs take raw features: their normalisation is baked in.
+        x = parse_instances(params.instances, self.units, self.features)  # (N, features)
+        outputs = await positional.run(self.graph, self.units.to_network(x))
+        mean = outputs[0].reshape(len(x)).astype(np.float64)  # (N,) raw target units
+        if len(outputs) < 2:
+            return [{"value": float(m)} for m in mean]
+        std = np.sqrt(np.maximum(outputs[1].reshape(len(x)).astype(np.float64), 0.0))
+        return [{"value": float(m), "std": float(s)} for m, s in zip(mean, std)]
