@@ -56,6 +56,7 @@ class ModelMetadata(BaseModel):
     platform: str
     inputs: list[TensorMetadata]
     outputs: list[TensorMetadata]
+    parameters: dict[str, Any] | None = Field(None, description="task, and the execution provider in use")
 
 
 class ServerMetadata(BaseModel):

@@ -130,4 +130,7 @@ class ServedModel:
             "platform": self.platform,
             "inputs": [spec.as_dict() for spec in self.inputs],
             "outputs": [spec.as_dict() for spec in self.outputs],
+            # Not in the protocol's metadata; clients ignore what they do not know, and an
+            # operator needs to see where a model really runs and what its endpoints do.
+            "parameters": {"task": self.config.task, "provider": self.provider},
         }

@@ -78,6 +78,7 @@ def test_model_metadata_comes_from_the_graph(client):
         {"name": "n", "datatype": "INT64", "shape": [-1]},
     ]
     assert [o["name"] for o in metadata["outputs"]] == ["scaled", "next"]
+    assert metadata["parameters"] == {"task": "generic", "provider": "CPUExecutionProvider"}
     assert client.get_model_metadata("scalar")["inputs"][0]["shape"] == []
     assert client.is_model_ready("pair")
     config = client.get_model_config("pair")
