@@ -76,7 +76,7 @@ class VaeModel(LatentModel):
 
     async def latents(self, plan) -> np.ndarray:
         if plan.interpolate is None:
-            return super().latents(plan)
+            return await super().latents(plan)
         ends, _ = await self.encode(parse_instances(plan.interpolate, self.units, what="interpolate"))  # (2, latent)
         weights = np.linspace(0.0, 1.0, plan.num_samples)[:, None]  # (N, 1)
         return ((1.0 - weights) * ends[0] + weights * ends[1]).astype(np.float32)
