@@ -186,3 +186,18 @@ def test_an_upload_that_is_not_an_image_is_a_400(url):
     empty_form = httpx.post(f"{url}/v1/models/classifier:predict", data={"top_k": "2"},
                             files={"other": ("", b"", "application/octet-stream")})
     assert empty_form.status_code == 400
+
+
+def test_ink_on_dark_transparent_and_jpeg_images_read_alike(url):
+    ink = RAW.reshape(8, 8) / RAW.max()
+    big = np.kron(ink, np.ones((16, 16)))  # 128x128
+    rgba = np.zeros((128, 128, 4), np.uint8)
+    rgba[..., 3] = (big * 255).astype(np.uint8)  # black ink whose alpha is the stroke, on nothing
+    jpeg = io.BytesIO()
+    Image.fromarray((255 - big * 255).astype(np.uint8)).save(jpeg, format="JPEG", quality=95)
+    images = [png_bytes(big * 255), png_bytes(255 - big * 255), png_bytes(rgba, mode="RGBA"), jpeg.getvalue()]
+    files = [("file", (f"{i}", image, "application/octet-stream")) for i, image in enumerate(images)]
+    predictions = httpx.post(f"{url}/v1/models/classifier:predict", files=files).json()["predictions"]
+    expected = expected_probabilities(ink * 16.0)[0]
+    for prediction in predictions:
+        assert np.abs(np.array(list(prediction["probabilities"].values())) - expected).max() < 0.02
