@@ -1,0 +1,1 @@
+"""Sampling procedures the service runs around exported networks (numpy only)."""

@@ -1,0 +1,51 @@
+"""python -m training <model>|all [--output DIR] [--version N] [--quick]
+
+Trains, exports, verifies and writes each model into the repository. `all` trains the classifiers
+first: digits-cnn is the judge of every generative model trained after it.
+"""
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from training import classifiers, diffusion, flow, gan, regressor, vae
+
+# name -> (module, config); the order of `all`
+MODELS = {
+    "digits-shallow": (classifiers, classifiers.CONFIGS["digits-shallow"]),
+    "digits-deep": (classifiers, classifiers.CONFIGS["digits-deep"]),
+    "digits-cnn": (classifiers, classifiers.CONFIGS["digits-cnn"]),
+    "diabetes-regressor": (regressor, regressor.Config()),
+    "digits-gan": (gan, gan.Config()),
+    "digits-vae": (vae, vae.Config()),
+    "digits-flow": (flow, flow.CONFIGS["digits-flow"]),
+    "moons-flow": (flow, flow.CONFIGS["moons-flow"]),
+    "digits-diffusion": (diffusion, diffusion.Config()),
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.split("\n")[0])
+    parser.add_argument("model", choices=[*MODELS, "all"])
+    parser.add_argument("--output", type=Path, default=Path("models"),
+                        help="the model repository root (default: models)")
+    parser.add_argument("--version", type=int, default=None,
+                        help="version folder to write (default: the next integer)")
+    parser.add_argument("--quick", action="store_true", help="a few steps only, for tests")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    names = list(MODELS) if args.model == "all" else [args.model]
+    start = time.time()
+    for name in names:
+        module, config = MODELS[name]
+        vdir = module.main(config, args.output, version=args.version, quick=args.quick)
+        print(f"{name}: wrote {vdir} ({time.time() - start:.0f} s so far)")
+    print(f"done in {time.time() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
