@@ -152,10 +152,11 @@ def _tensor_header(raw, where: str, limits: Limits) -> tuple[str, str, tuple[int
         raise InvalidInput(f"input '{name}': shape {shape} has a negative dimension")
     if len(shape) > 32:
         raise InvalidInput(f"input '{name}': shape has {len(shape)} dimensions; at most 32 are allowed")
-    elements = math.prod(shape)
+    # A zero-size tensor's other sides count too: numpy cannot build (0, 2**63) at all.
+    elements = math.prod(d or 1 for d in shape)
     if elements > limits.max_tensor_elements:
         raise InvalidInput(
-            f"input '{name}': shape {shape} has {elements} elements, over the limit of "
+            f"input '{name}': shape {shape} spans {elements} elements, over the limit of "
             f"{limits.max_tensor_elements}"
         )
     return name, datatype, tuple(shape)
