@@ -4,6 +4,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Self
 
 import httpx
 
@@ -28,7 +29,7 @@ class Load:
     _stop: threading.Event = field(default_factory=threading.Event)
     _workers: list[threading.Thread] = field(default_factory=list)
 
-    def __enter__(self) -> "Load":
+    def __enter__(self) -> Self:
         for path in self.paths:
             for _ in range(self.threads):
                 worker = threading.Thread(target=self._post_until_stopped, args=(path,), daemon=True)
