@@ -8,7 +8,7 @@ PORT ?= 8000
 MODEL_REPOSITORY ?= models
 PYTEST_ARGS ?=
 
-.PHONY: serve test install-serve install-dev lint train clean
+.PHONY: serve test install-serve install-dev deploy-test-tools lint train clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,11 @@ install-dev: $(VENV)/.dev-installed
 serve: install-serve
 	$(BIN)/python -m service --model-repository $(MODEL_REPOSITORY) --host $(HOST) --port $(PORT)
 
-test: install-dev
+# nginx, promtool and docker-compose for tests/deploy, from apt when missing (else they skip).
+deploy-test-tools:
+	@sh deploy/test-tools.sh
+
+test: install-dev deploy-test-tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install-dev

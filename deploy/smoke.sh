@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Smoke run of the compose stack: build the image, start two replicas behind nginx, call the
+# service through nginx (readiness, then one V2 inference on each model in models/, inputs
+# built from the model's metadata), and tear it all down. Not part of `make test`: minutes.
+#
+#   deploy/smoke.sh                 docker compose, or podman-compose where there is no Docker
+#   SMOKE_PORT=18000 deploy/smoke.sh   host port for nginx (default 18000)
+#
+# Without Docker (no engine, no registry), first run ../shared/tools/container-env.sh: it sets
+# up podman with a local python:3.11-slim. deploy/compose.smoke.yml then builds nginx from that
+# base with Debian's nginx; Prometheus and Grafana are left out (their images can't be pulled).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PORT=${SMOKE_PORT:-18000}
+PROJECT=modelserve-smoke
+FILES=(-f docker-compose.yml -f deploy/compose.smoke.yml)
+export MODELSERVE_HTTP_PORT=$PORT
+
+log() { printf '[smoke %(%H:%M:%S)T] %s\n' -1 "$*"; }
+
+if docker compose version >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+    COMPOSE=(docker compose -p "$PROJECT" "${FILES[@]}")
+    ENGINE=docker
+elif command -v podman-compose >/dev/null 2>&1; then
+    CTR=${CTR:-$HOME/.cache/modelserve-containers}
+    # shellcheck disable=SC1091
+    [ -f "$CTR/env.sh" ] && . "$CTR/env.sh"
+    export BUILDAH_FORMAT=docker   # OCI images drop HEALTHCHECK; docker format keeps it
+    COMPOSE=(podman-compose -p "$PROJECT" "${FILES[@]}")
+    ENGINE=podman
+else
+    echo "smoke: neither 'docker compose' (with a running engine) nor podman-compose found" >&2
+    exit 2
+fi
+log "engine: $ENGINE ($("${COMPOSE[0]}" --version 2>/dev/null | head -1))"
+
+teardown() {
+    log "tearing down"
+    "${COMPOSE[@]}" down -t 10 >/dev/null 2>&1 || true
+}
+trap teardown EXIT
+
+log "building the service image and nginx"
+"${COMPOSE[@]}" build modelserve nginx
+log "starting modelserve (2 replicas) and nginx on 127.0.0.1:$PORT"
+"${COMPOSE[@]}" up -d modelserve nginx
+"$ENGINE" ps --filter "label=com.docker.compose.project=$PROJECT" --format '{{.Names}}  {{.Image}}  {{.Status}}'
+
+log "calling the service through nginx"
+python3 - "$PORT" models <<'PY'
+import json, pathlib, sys, time, urllib.error, urllib.request
+
+port, models_dir = sys.argv[1], pathlib.Path(sys.argv[2])
+base = f"http://127.0.0.1:{port}"
+
+def call(path, body=None, timeout=30):
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(base + path, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return response.status, json.loads(response.read()), response.headers.get("X-Request-ID")
+
+deadline = time.monotonic() + 180
+while True:
+    try:
+        status, body, _ = call("/v2/health/ready", timeout=5)
+        print(f"GET /v2/health/ready -> {status} {body}")
+        break
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+        if time.monotonic() > deadline:
+            sys.exit(f"not ready through nginx after 180 s: {exc}")
+        time.sleep(1)
+status, body, _ = call("/v2")
+print(f"GET /v2 -> {status} {body}")
+
+# One value per datatype that every model family accepts as an input (num_samples=1, seed=1...).
+ONE = {"BOOL": True, "BYTES": "a", "FP16": 1.0, "FP32": 1.0, "FP64": 1.0}
+names = sorted(p.name for p in models_dir.iterdir() if p.is_dir()) if models_dir.is_dir() else []
+if not names:
+    sys.exit(f"no models in {models_dir}/: nothing to infer on")
+failed = []
+for name in names:
+    try:
+        _, meta, _ = call(f"/v2/models/{name}")
+        inputs = []
+        for spec in meta["inputs"]:
+            shape = [1 if d == -1 else d for d in spec["shape"]]
+            count = 1
+            for d in shape:
+                count *= d
+            inputs.append({"name": spec["name"], "shape": shape, "datatype": spec["datatype"],
+                           "data": [ONE.get(spec["datatype"], 1)] * count})
+        status, result, request_id = call(f"/v2/models/{name}/infer", {"inputs": inputs}, timeout=120)
+        shapes = {o["name"]: o["shape"] for o in result["outputs"]}
+        print(f"POST /v2/models/{name}/infer -> {status} version {result.get('model_version')} outputs {shapes} (request id {request_id})")
+    except urllib.error.HTTPError as exc:
+        failed.append(name)
+        print(f"POST /v2/models/{name}/infer -> {exc.code} {exc.read()[:300]!r}")
+    except Exception as exc:  # noqa: BLE001 - report every model, then fail
+        failed.append(name)
+        print(f"{name}: {type(exc).__name__}: {exc}")
+print(f"{len(names) - len(failed)} of {len(names)} models answered through nginx")
+sys.exit(1 if failed else 0)
+PY
+
+if [ "$ENGINE" = podman ]; then
+    # Nothing runs HEALTHCHECKs by itself here (no systemd): run the image's own, once each.
+    for name in $(podman ps --filter "label=com.docker.compose.project=$PROJECT" --filter "label=com.docker.compose.service=modelserve" --format '{{.Names}}'); do
+        podman healthcheck run "$name" && log "HEALTHCHECK $name: healthy"
+    done
+else
+    for id in $(docker ps -q --filter "label=com.docker.compose.project=$PROJECT" --filter "label=com.docker.compose.service=modelserve"); do
+        log "HEALTHCHECK $(docker inspect --format '{{.Name}}: {{.State.Health.Status}}' "$id")"
+    done
+fi
+log "smoke run passed"

