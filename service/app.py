@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from service import __version__, middleware
 from service.dataplane import DataPlane
 from service.errors import ServiceError
-from service.protocol import metrics_route, v1, v2
+from service.protocol import generate, metrics_route, v1, v2
 from service.protocol import repository as repository_routes
 from service.protocol.fast_infer import FastInfer
 from service.protocol.v2_codec import Limits
@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(repository_routes.router)  # before v2: /v2/models/stats is not a model
     app.include_router(v2.router)
     app.include_router(v1.router)
+    app.include_router(generate.router)
     app.include_router(metrics_route.router)
     _add_schema_components(app)
     return app

@@ -2,6 +2,7 @@
 
 from service.tasks.base import ServedModel
 from service.tasks.classification import ClassificationModel
+from service.tasks.diffusion import DiffusionModel
 from service.tasks.flow import FlowModel
 from service.tasks.gan import GanModel
 from service.tasks.generic import GenericModel
@@ -15,6 +16,7 @@ TASK_CLASSES: dict[str, type[ServedModel]] = {
     "gan": GanModel,
     "vae": VaeModel,
     "flow": FlowModel,
+    "diffusion": DiffusionModel,
 }
 
 

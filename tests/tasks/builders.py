@@ -164,3 +164,12 @@ def task_repository(repo: Path) -> Path:
                               "schedule": {"betas": betas(100)}, "default_steps": 20, "max_steps": 100},
           {"denoiser.onnx": denoiser()})
     return repo
+
+
+def slow_diffusion(repo: Path, size: int = 128, timesteps: int = 4000) -> Path:
+    """A diffusion model whose full run takes thousands of steps on big samples: long enough
+    that a client which leaves early always leaves before the end."""
+    write(repo, "slow-diffusion", {"task": "diffusion", "data": digits_data(size), "labels": LABELS,
+                                   "null_label": 10, "schedule": {"betas": betas(timesteps)}},
+          {"denoiser.onnx": denoiser(size)})
+    return repo

@@ -1,0 +1,142 @@
+"""Diffusion: DDPM/DDIM sampling (service/sampling/diffusion.py), one denoiser call per step for
+the whole batch, each through the graph's runner so concurrent generations can share batches."""
+
+from collections.abc import AsyncIterator
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from service.errors import InvalidInput
+from service.runtime import TensorSpec
+from service.sampling import diffusion as sampling
+from service.tasks import positional
+from service.tasks.generative import Event, Generation, GenerativeModel, Progress, data_spec
+from service.tasks.params import GenerateParams
+from service.tasks.units import Units
+
+Label = int | str
+
+
+class DiffusionParams(GenerateParams):
+    steps: int | None = Field(None, ge=1, description="denoiser calls (default: the config's default_steps)",
+                              examples=[50])
+    sampler: Literal["ddpm", "ddim"] = Field("ddpm", description="ddpm (Ho et al. 2020) or ddim (Song et al. 2021)")
+    eta: float | None = Field(None, ge=0, le=1, description="ddim only: 0 deterministic (default), 1 ddpm-like noise")
+    label: Label | list[Label] | None = Field(
+        None, description="class-conditional generation: a label's index or name, or one per sample; "
+        "omitted: unconditional", examples=[3],
+    )
+    guidance: float | None = Field(
+        None, ge=0, le=50, description="classifier-free guidance scale with a label (default 1: the "
+        "conditional model alone; above 1 sharpens the class, 0 ignores it)",
+    )
+
+
+class DiffusionStreamParams(DiffusionParams):
+    every: int = Field(1, ge=1, description="an event with the predicted clean samples every `every` steps")
+
+
+class DiffusionModel(GenerativeModel):
+    Params = DiffusionParams
+    StreamParams = DiffusionStreamParams
+    task_inputs = (
+        TensorSpec("steps", "INT32", (1,)),
+        TensorSpec("sampler", "BYTES", (1,)),
+        TensorSpec("eta", "FP32", (1,)),
+        TensorSpec("label", "INT32", (-1,)),
+        TensorSpec("guidance", "FP32", (1,)),
+    )
+
+    def __init__(self, name, version, config, graphs):
+        super().__init__(name, version, config, graphs)
+        self.denoiser = graphs["denoiser"]
+        positional.check(self.denoiser, "denoiser", inputs=3, outputs=1)
+        if config.schedule is None:
+            raise ValueError("a diffusion model needs schedule.betas in config.yaml")
+        self.betas = np.asarray(config.schedule.betas, dtype=np.float64)
+        timesteps = len(self.betas)
+        self.max_steps = config.max_steps or timesteps
+        self.default_steps = config.default_steps or self.max_steps
+        if not self.default_steps <= self.max_steps <= timesteps:
+            raise ValueError(f"need default_steps <= max_steps <= T = {timesteps} (the schedule's length)")
+        self.labels = list(config.labels) if config.labels else None
+        self.units = Units(data_spec(config, self.denoiser.graph.inputs[0], "denoiser input x_t"))
+
+    # ------------------------------------------------------------------ planning
+    def check_plan(self, plan: DiffusionParams) -> None:
+        if plan.steps is not None and plan.steps > self.max_steps:
+            raise InvalidInput(f"steps {plan.steps} is over this model's max_steps of {self.max_steps}")
+        if plan.eta is not None and plan.sampler != "ddim":
+            raise InvalidInput("eta applies to the ddim sampler only")
+        if plan.label is None:
+            if plan.guidance is not None:
+                raise InvalidInput("guidance needs a label to guide towards")
+            if self.labels and self.config.null_label is None:
+                raise InvalidInput("this model generates a class: give a label (it has no null_label)")
+            return
+        if self.labels is None:
+            raise InvalidInput("this model is unconditional: its config has no labels, so it takes no label")
+        if isinstance(plan.label, list) and len(plan.label) != plan.num_samples:
+            raise InvalidInput(f"label has {len(plan.label)} entries; give one, or one per sample ({plan.num_samples})")
+        self._label_indices(plan)  # names and ranges, before any work
+        guidance = 1.0 if plan.guidance is None else plan.guidance
+        if guidance != 1.0 and self.config.null_label is None:
+            raise InvalidInput("guidance needs the unconditional model, and this config has no null_label")
+
+    def _label_indices(self, plan: DiffusionParams) -> np.ndarray | None:
+        if plan.label is None:
+            return None
+        asked = plan.label if isinstance(plan.label, list) else [plan.label] * plan.num_samples
+        return np.array([self._index(label) for label in asked], dtype=np.int64)  # (N,)
+
+    def _index(self, label: Label) -> int:
+        if isinstance(label, str):
+            if label not in self.labels:
+                raise InvalidInput(f"label '{label}' is not one of the model's labels: {', '.join(self.labels)}")
+            return self.labels.index(label)
+        if not 0 <= label < len(self.labels):
+            raise InvalidInput(f"label {label} is outside the classes 0..{len(self.labels) - 1}")
+        return label
+
+    # ------------------------------------------------------------------ sampling
+    async def generate(self, plan: DiffusionParams) -> Generation:
+        async for event in self._sample(plan, every=None):
+            if isinstance(event, Generation):
+                return event
+        raise RuntimeError("the sampler ended without samples")
+
+    async def stream(self, plan: DiffusionStreamParams) -> AsyncIterator[Event]:
+        async for event in self._sample(plan, every=plan.every):
+            yield event
+
+    async def _sample(self, plan: DiffusionParams, every: int | None) -> AsyncIterator[Event]:
+        labels = self._label_indices(plan)
+        steps = plan.steps or self.default_steps
+        null_label = self.config.null_label if self.config.null_label is not None else 0
+        calls = sampling.sample(
+            self.betas, (plan.num_samples, *self.units.shape), steps=steps, sampler=plan.sampler,
+            eta=plan.eta or 0.0, labels=labels, null_label=null_label,
+            guidance=0.0 if labels is None else (1.0 if plan.guidance is None else plan.guidance),
+            clip=self.units.network_range, seed=plan.seed,
+        )
+        call = next(calls)
+        while True:
+            # call.x0_pred is the clean-sample prediction after call.step denoiser calls.
+            if every and call.x0_pred is not None and call.step % every == 0:
+                yield Progress(call.step, call.steps, self.units.to_raw(call.x0_pred))
+            eps = (await positional.run(self.denoiser, call.x_t, call.t, call.label))[0]
+            try:
+                call = calls.send(eps)
+            except StopIteration as done:
+                yield Generation(self.units.to_raw(done.value), plan.seed, self._facts(plan, steps))
+                return
+
+    def _facts(self, plan: DiffusionParams, steps: int) -> dict:
+        facts = {"steps": steps, "sampler": plan.sampler}
+        if plan.sampler == "ddim":
+            facts["eta"] = plan.eta or 0.0
+        if plan.label is not None:
+            facts["labels"] = [self.labels[i] for i in self._label_indices(plan)]
+            facts["guidance"] = 1.0 if plan.guidance is None else plan.guidance
+        return facts
