@@ -14,7 +14,7 @@ from service.config import DataSpec, ModelConfig
 from service.errors import InvalidInput
 from service.runtime import TensorSpec
 from service.signature import check_inputs
-from service.tasks.base import GraphRunner, ServedModel
+from service.tasks.base import ServedModel
 from service.tasks.params import GenerateParams, validate
 from service.tasks.units import Units
 
@@ -71,10 +71,7 @@ class GenerativeModel(ServedModel):
     Params: type[GenerateParams] = GenerateParams
     StreamParams: type[GenerateParams] = GenerateParams
     task_inputs: tuple[TensorSpec, ...] = ()  # the task's parameters as V2 tensors
-
-    def __init__(self, name: str, version: int, config: ModelConfig, graphs: dict[str, GraphRunner]):
-        super().__init__(name, version, config, graphs)
-        self.units: Units  # set by each task once it knows its sample shape
+    units: Units  # set by each task's __init__ once it knows its sample shape
 
     # ------------------------------------------------------------------ planning
     def plan(self, params: dict, stream: bool = False) -> GenerateParams:
