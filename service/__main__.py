@@ -10,7 +10,7 @@ import tempfile
 import uvicorn
 from pydantic_settings import CliApp
 
-from service import logs
+from service import http_protocol, logs
 from service.settings import Settings
 
 
@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> None:
         log_config=log_config,  # JSON lines, in the workers too
         access_log=False,  # ours is RequestLogMiddleware's, with the request id and model
         timeout_graceful_shutdown=settings.shutdown_timeout_s,
+        timeout_keep_alive=settings.keep_alive_timeout_s,
+        http=http_protocol.protocol(settings.request_head_timeout_s),
     )
 
 

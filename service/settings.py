@@ -71,6 +71,14 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(
         120.0, ge=0, description="seconds a request may take to start its response, then 504 (0: none)"
     )
+    request_head_timeout_s: float = Field(
+        10.0, gt=0, description="seconds a connection may take to send a request's line and "
+        "headers, from connecting or from the request's first byte; then it is closed"
+    )
+    keep_alive_timeout_s: float = Field(
+        5.0, gt=0, description="seconds an idle kept-alive connection stays open (above a load "
+        "balancer's own idle timeout, if one sits in front)"
+    )
     shutdown_timeout_s: float = Field(
         30.0, ge=0, description="on SIGTERM, seconds to let in-flight requests finish before exiting"
     )
