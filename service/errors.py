@@ -50,3 +50,18 @@ class Forbidden(ServiceError):
 
 class RequestTimeout(ServiceError):
     status_code = 504
+
+
+class ClientTimeout(ServiceError):
+    """The client sent its body too slowly; the connection is closed after the answer."""
+
+    status_code = 408
+
+    def __init__(self, message: str):
+        super().__init__(message, headers={"Connection": "close"})
+
+
+class ClientDisconnected(ServiceError):
+    """The client left before sending its whole body: nginx's 499, which no one receives."""
+
+    status_code = 499
