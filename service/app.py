@@ -32,7 +32,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         executor = ThreadPoolExecutor(settings.inference_threads, thread_name_prefix="inference")
         registry = Registry(settings, executor)
         app.state.dataplane = DataPlane(registry)
-        # Load in the background: liveness answers at once, readiness once every model
+        if settings.workers > 1:
+            # uvicorn accepts on a worker's socket once this startup returns: a worker that
+            # replaces a dead one must not take requests (404 for every model not loaded yet)
+            # that the other workers can serve.
+            await asyncio.to_thread(registry.load_all)
+        # Else load in the background: liveness answers at once, readiness once every model
         # has loaded or failed.
         loading = asyncio.create_task(_load_then_poll(registry, settings))
         loading.add_done_callback(_log_load_crash)
@@ -70,7 +75,8 @@ def create_app_from_env() -> FastAPI:
 
 
 async def _load_then_poll(registry: Registry, settings: Settings) -> None:
-    await asyncio.to_thread(registry.load_all)
+    if not registry.ready:
+        await asyncio.to_thread(registry.load_all)
     if settings.model_control_mode == "poll":
         await registry.poll_forever(settings.repository_poll_secs)
 
