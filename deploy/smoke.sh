@@ -41,10 +41,15 @@ teardown() {
 }
 trap teardown EXIT
 
-log "building the service image and nginx"
-"${COMPOSE[@]}" build modelserve nginx
+# The engines' own output goes to a log, shown when a step fails.
+STEP_LOG=${TMPDIR:-/tmp}/modelserve-smoke.log
+: > "$STEP_LOG"
+step() { "$@" >>"$STEP_LOG" 2>&1 || { tail -n 60 "$STEP_LOG"; echo "smoke: '$*' failed (log: $STEP_LOG)" >&2; exit 1; }; }
+
+log "building the service image and nginx (log: $STEP_LOG)"
+step "${COMPOSE[@]}" build modelserve nginx
 log "starting modelserve (2 replicas) and nginx on 127.0.0.1:$PORT"
-"${COMPOSE[@]}" up -d modelserve nginx
+step "${COMPOSE[@]}" up -d modelserve nginx
 "$ENGINE" ps --filter "label=com.docker.compose.project=$PROJECT" --format '{{.Names}}  {{.Image}}  {{.Status}}'
 
 log "calling the service through nginx"
@@ -60,45 +65,61 @@ def call(path, body=None, timeout=30):
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return response.status, json.loads(response.read()), response.headers.get("X-Request-ID")
 
-deadline = time.monotonic() + 180
-while True:
+# Ready through nginx five times in a row: both replicas up and nginx past their start-up.
+deadline, streak = time.monotonic() + 180, 0
+while streak < 5:
     try:
         status, body, _ = call("/v2/health/ready", timeout=5)
-        print(f"GET /v2/health/ready -> {status} {body}")
-        break
+        streak += 1
     except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+        streak = 0
         if time.monotonic() > deadline:
             sys.exit(f"not ready through nginx after 180 s: {exc}")
-        time.sleep(1)
+    time.sleep(0.5)
+print(f"GET /v2/health/ready -> {status} {body}")
 status, body, _ = call("/v2")
 print(f"GET /v2 -> {status} {body}")
 
-# One value per datatype that every model family accepts as an input (num_samples=1, seed=1...).
-ONE = {"BOOL": True, "BYTES": "a", "FP16": 1.0, "FP32": 1.0, "FP64": 1.0}
-names = sorted(p.name for p in models_dir.iterdir() if p.is_dir()) if models_dir.is_dir() else []
+# The models the service holds, from its repository index (what the image was built with).
+_, index, _ = call("/v2/repository/index", {})
+print(f"POST /v2/repository/index -> {[(m['name'], m['version'], m['state']) for m in index]}")
+on_disk = sorted(p.name for p in models_dir.iterdir() if p.is_dir()) if models_dir.is_dir() else []
+names = sorted({m["name"] for m in index})
 if not names:
-    sys.exit(f"no models in {models_dir}/: nothing to infer on")
-failed = []
+    sys.exit("the service holds no models: nothing to infer on")
+if on_disk != names:
+    print(f"note: models/ now holds {on_disk}; the image was built with {names}")
+
+# One value per datatype that any input accepts. A generative model is asked for one sample
+# with a seed: its other inputs (temperature, interpolate...) are optional modes.
+ONE = {"BOOL": True, "BYTES": "a", "FP16": 1.0, "FP32": 1.0, "FP64": 1.0}
+GENERATION = {"num_samples": 1, "seed": 1, "steps": 2}
+failed = [f"{m['name']} v{m['version']}: {m['state']} {m['reason']}" for m in index if m["state"] != "READY"]
 for name in names:
     try:
         _, meta, _ = call(f"/v2/models/{name}")
+        generative = meta.get("parameters", {}).get("task") in ("gan", "vae", "flow", "diffusion")
         inputs = []
         for spec in meta["inputs"]:
+            if generative and spec["name"] not in GENERATION:
+                continue
             shape = [1 if d == -1 else d for d in spec["shape"]]
             count = 1
             for d in shape:
                 count *= d
-            inputs.append({"name": spec["name"], "shape": shape, "datatype": spec["datatype"],
-                           "data": [ONE.get(spec["datatype"], 1)] * count})
+            value = GENERATION[spec["name"]] if generative else ONE.get(spec["datatype"], 1)
+            inputs.append({"name": spec["name"], "shape": shape, "datatype": spec["datatype"], "data": [value] * count})
         status, result, request_id = call(f"/v2/models/{name}/infer", {"inputs": inputs}, timeout=120)
         shapes = {o["name"]: o["shape"] for o in result["outputs"]}
-        print(f"POST /v2/models/{name}/infer -> {status} version {result.get('model_version')} outputs {shapes} (request id {request_id})")
+        print(f"POST /v2/models/{name}/infer -> {status} v{result.get('model_version')} {shapes} (X-Request-ID {request_id})")
     except urllib.error.HTTPError as exc:
         failed.append(name)
         print(f"POST /v2/models/{name}/infer -> {exc.code} {exc.read()[:300]!r}")
     except Exception as exc:  # noqa: BLE001 - report every model, then fail
         failed.append(name)
         print(f"{name}: {type(exc).__name__}: {exc}")
+for failure in failed:
+    print(f"FAILED {failure}")
 print(f"{len(names) - len(failed)} of {len(names)} models answered through nginx")
 sys.exit(1 if failed else 0)
 PY
