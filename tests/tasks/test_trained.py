@@ -102,11 +102,11 @@ def test_the_regressor_gives_a_value_and_its_uncertainty(url):
 
 def test_the_digits_flow_finds_real_digits_likelier_than_noise(url):
     need("digits-flow")
-    images = held_out()[0][:20]
+    images = held_out()[0][:100]
     noise = np.random.default_rng(0).uniform(0, 16, images.shape)
     response = post(url, "/v1/models/digits-flow:predict", json={"instances": [*images.tolist(), *noise.tolist()]})
     density = np.array([p["log_density"] for p in response.json()["predictions"]])
-    assert np.all(density[:20].min() > density[20:].max())
+    assert np.mean(density[:100] > density[100:]) >= 0.95  # its card: 98.9% of the test set
 
 
 # ------------------------------------------------------------------------ generation
