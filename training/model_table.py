@@ -1,0 +1,97 @@
+"""Write docs/MODELS.md: one table row per model of the repository, read from its latest card.
+
+python -m training.model_table [--models models] [--out docs/MODELS.md]
+"""
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from training.judge import latest_version
+
+ORDER = ["digits-shallow", "digits-deep", "digits-cnn", "diabetes-regressor", "digits-gan",
+         "digits-vae", "digits-flow", "moons-flow", "digits-diffusion"]
+
+
+def _judge(v: dict) -> str:
+    if "score" not in v:
+        return "judge skipped"
+    text = f"judge {v['score']:.3f}, min class share {v['min_class_share']:.1%}"
+    if "agreement" in v:
+        text += f", agreement {v['agreement']:.1%}"
+    return text
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def _judged(verdict: dict, threshold: float) -> bool:
+    return verdict.get("score", 0) >= threshold and verdict.get("covers_all_classes", False)
+
+
+def key_metrics(card: dict) -> tuple[str, str]:
+    """(metrics, issue 3's bar with whether the card meets it)."""
+    m, name = card["metrics"], card["name"]
+    if card["task"] == "classification":
+        acc = m["test_accuracy"]
+        bar = f"≥ 0.98: {_met(acc >= 0.98)}" if name == "digits-cnn" else "reported"
+        return f"test accuracy {acc:.4f}", bar
+    if card["task"] == "regression":
+        t = m["test"]
+        calibrated = 0.55 <= t["within_1_std"] <= 0.8
+        text = (f"test R² {t['r2']:.3f}, RMSE {t['rmse']:.1f}, NLL {t['nll']:.3f} nats, "
+                f"{t['within_1_std']:.1%} within ±1 std")
+        return text, f"R² ≥ 0.45: {_met(t['r2'] >= 0.45)}; ±1 std 55–80%: {_met(calibrated)}"
+    if card["task"] == "gan":
+        return _judge(m["judge"]), f"judge ≥ 0.80: {_met(_judged(m['judge'], 0.8))}"
+    if card["task"] == "vae":
+        text = f"test ELBO {m['test']['elbo_nats_per_image']:.2f} nats/image; {_judge(m['judge'])}"
+        return text, f"judge ≥ 0.70: {_met(_judged(m['judge'], 0.7))}"
+    if card["task"] == "flow" and "test" in m:
+        t = m["test"]
+        c = t["density_comparison"]
+        ok = c["real_over_noise"] >= 0.99 and c["real_over_shuffled"] >= 0.99
+        text = (f"test NLL {t['test_nll_bits_per_dim']:.3f} bits/dim (uniform "
+                f"{t['uniform_bits_per_dim']:.3f}); real > noise {c['real_over_noise']:.1%}, "
+                f"real > shuffled {c['real_over_shuffled']:.1%}")
+        return text, f"≥ 99% both: {_met(ok)}"
+    if card["task"] == "flow":
+        return f"test NLL {m['test_nll_nats_per_point']:.3f} nats/point", "reported"
+    u, c = m["judge_unconditional"], m["judge_conditional"]
+    ok = _judged(u, 0.9) and c.get("agreement", 0) >= 0.9
+    text = (f"unconditional {_judge(u)}; conditional (guidance "
+            f"{card['hyperparameters']['guidance']}) {_judge(c)}")
+    return text, f"≥ 0.90 and ≥ 90% agreement: {_met(ok)}"
+
+
+def table(models: Path, out: Path) -> str:
+    rows = ["| model | family | parameters | key test metrics | issue 3 bar | pictures |",
+            "|---|---|---:|---|---|---|"]
+    for name in ORDER:
+        vdir = latest_version(models / name)
+        if vdir is None:
+            continue
+        card = json.loads((vdir / "card.json").read_text())
+        metrics, bar = key_metrics(card)
+        pictures = [f"[{p}]({os.path.relpath(vdir / p, out.parent)})"
+                    for p in ("samples.png", "loss.png") if (vdir / p).exists()]
+        rows.append(f"| `{name}` v{card['version']} | {card['family']} | {card['parameters']:,} "
+                    f"| {metrics} | {bar} | {' '.join(pictures)} |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", type=Path, default=Path("models"))
+    parser.add_argument("--out", type=Path, default=Path("docs/MODELS.md"))
+    args = parser.parse_args()
+    text = args.out.read_text() if args.out.exists() else "<!-- table -->\n<!-- /table -->\n"
+    head, rest = text.split("<!-- table -->", 1)
+    tail = rest.split("<!-- /table -->", 1)[1]
+    args.out.write_text(f"{head}<!-- table -->\n{table(args.models, args.out)}\n<!-- /table -->{tail}")
+
+
+if __name__ == "__main__":
+    main()
