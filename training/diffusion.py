@@ -35,7 +35,7 @@ class Config:
     steps: int = 12000
     batch_size: int = 256
     lr: float = 1e-3
-    p_uncond: float = 0.15  # Ho & Salimans 2021 found 0.1-0.2 best
+    p_uncond: float = 0.2  # Ho & Salimans 2021 found 0.1-0.2 best
     ema: float = 0.999
     guidance: float = 2.0  # the guidance scale the conditional judge uses
     default_steps: int = 50
