@@ -24,12 +24,16 @@ def free_port() -> int:
 class Server:
     """A `python -m service` process; `url` is its base address."""
 
-    def __init__(self, repository: Path, env: dict[str, str] | None = None, args: list[str] | None = None):
+    def __init__(
+        self, repository: Path, env: dict[str, str] | None = None, args: list[str] | None = None,
+        prefix: list[str] | None = None,
+    ):
+        """`prefix` runs the server under another command (setpriv, unshare...)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = repository.parent / f"server-{self.port}.log"
         environment = {**os.environ, "MODELSERVE_LOG_LEVEL": "warning", **(env or {})}
-        command = [sys.executable, "-m", "service", "--model-repository", str(repository),
+        command = [*(prefix or []), sys.executable, "-m", "service", "--model-repository", str(repository),
                    "--host", "127.0.0.1", "--port", str(self.port), *(args or [])]
         self._log = open(self.log_path, "wb")
         self.process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=self._log, stderr=subprocess.STDOUT)
