@@ -137,10 +137,12 @@ class ModelConfig(Strict):
 
 def read_yaml(path: Path) -> dict[str, Any]:
     """A config file's mapping; {} when the file does not exist."""
-    if not path.is_file():
-        return {}
     try:
+        if not path.is_file():
+            return {}
         content = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:  # unreadable (its folder's permissions too), or removed as we read
+        raise ConfigError(f"{path.parent.name}/{path.name} cannot be read: {exc.strerror or exc}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path.name} is not valid YAML: {exc}") from None
     if content is None:

@@ -85,11 +85,14 @@ class ModelLoader:
         folder = self.root / name
         entry = ModelEntry(name, fingerprint=model_fingerprint(folder))
         try:
+            on_disk = scan_versions(folder)
+        except OSError as exc:  # an unreadable folder fails this model, not the repository
+            return self._model_failed(entry, f"{name}/ cannot be read: {exc.strerror or exc}", previous)
+        try:
             model_level = read_yaml(folder / CONFIG_FILE)
             policy = build_config(model_level, {}).version_policy
         except ConfigError as exc:
             return self._model_failed(entry, str(exc), previous)
-        on_disk = scan_versions(folder)
         if not on_disk:
             return self._model_failed(entry, f"no version folders (named by positive integers) in {name}/", previous)
         if policy.latest is not None:
@@ -228,5 +231,8 @@ def version_fingerprint(folder: Path) -> tuple:
 
 
 def model_fingerprint(folder: Path) -> tuple:
-    versions = tuple((v, version_fingerprint(folder / str(v))) for v in scan_versions(folder))
+    try:
+        versions = tuple((v, version_fingerprint(folder / str(v))) for v in scan_versions(folder))
+    except OSError as exc:  # unreadable: stays equal while it stays so, and polling moves on
+        return ("unreadable", exc.errno)
     return (_stamp(folder / CONFIG_FILE), versions)

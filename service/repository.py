@@ -13,7 +13,7 @@ from concurrent.futures import Executor
 from pathlib import Path
 
 from service import metrics
-from service.errors import InvalidInput, ModelNotFound, ServiceError
+from service.errors import InvalidInput, ModelNotFound, ModelNotReady, ServiceError
 from service.loader import READY, UNAVAILABLE, ModelEntry, ModelLoader, model_fingerprint
 from service.settings import Settings
 from service.tasks.base import ServedModel
@@ -58,7 +58,11 @@ class Registry:
     def index(self, ready_only: bool = False) -> list[dict]:
         """Triton's repository index: a row per version, and one per model that has none loaded."""
         rows = []
-        for name in sorted(set(scan_model_names(self.root)) | set(self._models)):
+        try:
+            on_disk = scan_model_names(self.root)
+        except OSError:  # unreadable now: the loaded models are still worth listing
+            on_disk = []
+        for name in sorted(set(on_disk) | set(self._models)):
             entry = self._models.get(name)
             if entry is None:
                 rows.append({"name": name, "version": "", "state": UNAVAILABLE, "reason": "unloaded"})
@@ -73,9 +77,14 @@ class Registry:
     # ------------------------------------------------------------------ loading
     def load_all(self) -> None:
         """Load what the control mode says at start (blocking: run it in a thread)."""
-        if not self.root.is_dir():
-            log.error("model repository %s is not a folder; serving no models", self.root)
-        for name in self._names_to_load_at_start():
+        try:
+            names = self._names_to_load_at_start()
+            if not self.root.is_dir():
+                log.error("model repository %s is not a folder; serving no models", self.root)
+        except OSError as exc:  # unreadable: say so, and still become ready, as for a missing one
+            log.error("model repository %s cannot be read (%s); serving no models", self.root, exc)
+            names = []
+        for name in names:
             self._models[name] = self._loader.load(name)
         self.ready = True
         loaded = sum(len(e.ready_versions()) for e in self._models.values())
@@ -93,7 +102,11 @@ class Registry:
     async def load(self, name: str) -> ModelEntry:
         """Load or reload one model from disk (explicit mode); 400 with the reason when it fails."""
         self._require_mode("explicit", "load")
-        if name not in scan_model_names(self.root):
+        try:
+            on_disk = scan_model_names(self.root)
+        except OSError as exc:
+            raise ModelNotReady(f"the model repository cannot be read: {exc.strerror or exc}") from None
+        if name not in on_disk:
             raise ModelNotFound(f"the repository has no model folder named '{name}'")
         entry = await self._reload(name)
         if not entry.ready_versions():
