@@ -1,7 +1,8 @@
 """413 for a request body over the limit, on every route, before the body is read whole.
 
 A declared Content-Length over the limit is refused before a byte of the body is read; a
-chunked body is counted as it streams and refused at the chunk that crosses the limit. The
+chunked body (no Content-Length) is counted as it streams and refused at the chunk that
+crosses the limit. The
 route reading it gets PayloadTooLarge from `receive`, and whatever it then answers is replaced
 with the 413 (FastAPI turns errors while parsing a body into 400s).
 """
@@ -21,9 +22,13 @@ class BodyLimitMiddleware:
             return
         limit = self.max_bytes
         declared = header(scope, b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            await send_error(send, PayloadTooLarge(
-                f"request body of {int(declared)} bytes is over the limit of {limit} bytes"))
+        if declared is not None and declared.isdigit():
+            if int(declared) > limit:
+                await send_error(send, PayloadTooLarge(
+                    f"request body of {int(declared)} bytes is over the limit of {limit} bytes"))
+                return
+            # The HTTP parser hands the app exactly Content-Length bytes: nothing to count.
+            await self.app(scope, receive, send)
             return
 
         received = 0
