@@ -124,6 +124,11 @@ print(f"{len(names) - len(failed)} of {len(names)} models answered through nginx
 sys.exit(1 if failed else 0)
 PY
 
+# Both replicas took requests through nginx: count each one's access log lines.
+for name in $("$ENGINE" ps --filter "label=com.docker.compose.project=$PROJECT" --filter "label=com.docker.compose.service=modelserve" --format '{{.Names}}'); do
+    log "$name answered $("$ENGINE" logs "$name" 2>&1 | grep -c '"logger":"modelserve.access"') requests"
+done
+
 if [ "$ENGINE" = podman ]; then
     # Nothing runs HEALTHCHECKs by itself here (no systemd): run the image's own, once each.
     for name in $(podman ps --filter "label=com.docker.compose.project=$PROJECT" --filter "label=com.docker.compose.service=modelserve" --format '{{.Names}}'); do
