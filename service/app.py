@@ -13,11 +13,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from service import __version__, middleware
 from service.dataplane import DataPlane
 from service.errors import ServiceError
-from service.protocol import generate, metrics_route, v1, v2
+from service.protocol import cards, generate, metrics_route, v1, v2, web
+from service.protocol import openapi
 from service.protocol import repository as repository_routes
 from service.protocol.fast_infer import FastInfer
 from service.protocol.v2_codec import Limits
-from service.protocol.v2_schemas import extra_components
 from service.repository import Registry
 from service.settings import Settings
 
@@ -65,7 +65,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(v1.router)
     app.include_router(generate.router)
     app.include_router(metrics_route.router)
-    _add_schema_components(app)
+    app.include_router(cards.router)
+    app.include_router(web.router)  # the playground at /
+    openapi.install(app)  # the document as the service answers, middlewares included
     return app
 
 
@@ -106,16 +108,3 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception):
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse({"error": "internal server error"}, status_code=500)
-
-
-def _add_schema_components(app: FastAPI) -> None:
-    build = app.openapi
-
-    def openapi() -> dict:
-        if app.openapi_schema is None:
-            schema = build()
-            schema.setdefault("components", {}).setdefault("schemas", {}).update(extra_components())
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi

@@ -1,0 +1,90 @@
+// The server's HTTP API as the page uses it, and its errors in plain words.
+
+export class ApiError extends Error {
+  constructor(message, status) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+  }
+}
+
+// What a status means to someone using the page; the server's own message follows it.
+const MEANING = {
+  400: "The server could not do that",
+  401: "This server needs an API key",
+  403: "This server refused the request",
+  404: "Not found",
+  408: "The request took too long to send",
+  413: "The request is too large",
+  503: "The model is not available right now",
+  504: "The server took too long to answer",
+};
+
+function plain(status, detail) {
+  const meaning = MEANING[status] ?? (status >= 500 ? "The server failed" : `The server answered ${status}`);
+  return detail ? `${meaning}: ${detail}` : `${meaning}.`;
+}
+
+async function send(path, { body, signal, method } = {}) {
+  const init = { method: method ?? (body === undefined ? "GET" : "POST"), signal, headers: {} };
+  if (body !== undefined) {
+    init.body = JSON.stringify(body);
+    init.headers["Content-Type"] = "application/json";
+  }
+  let response;
+  try {
+    response = await fetch(path, init);
+  } catch (err) {
+    if (err.name === "AbortError") throw err;  // the page stopped it: not an error to show
+    throw new ApiError("Could not reach the server. Is it still running?", 0);
+  }
+  if (!response.ok) {
+    let detail = "";
+    try {
+      detail = (await response.json()).error ?? "";
+    } catch {
+      detail = response.statusText;
+    }
+    throw new ApiError(plain(response.status, detail), response.status);
+  }
+  return response;
+}
+
+export async function getJSON(path, options) {
+  return (await send(path, options)).json();
+}
+
+export async function postJSON(path, body, options = {}) {
+  return (await send(path, { ...options, body })).json();
+}
+
+// POST a body and call onEvent with each server-sent event's JSON (EventSource cannot POST).
+// Aborting `signal` closes the connection, and the server stops sampling when it sees that.
+export async function streamEvents(path, body, onEvent, signal) {
+  const response = await send(path, { body, signal });
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += value;
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      const data = block.split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
+      if (!data) continue;
+      const event = JSON.parse(data);
+      if (event.error) throw new ApiError(`The generation failed: ${event.error}`, 200);
+      onEvent(event);
+    }
+  }
+}
+
+export function describe(err) {
+  if (err instanceof ApiError) return err.message;
+  return `Something went wrong in the page: ${err.message ?? err}`;
+}
+
+export const v1 = (name) => `/v1/models/${encodeURIComponent(name)}`;
+export const v2 = (name) => `/v2/models/${encodeURIComponent(name)}`;

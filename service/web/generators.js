@@ -1,0 +1,136 @@
+// The Generators panel: samples of a GAN, VAE, flow or diffusion model as a grid; diffusion
+// streams its clean-sample prediction so the picture sharpens step by step, and "Stop" aborts.
+
+import { describe, postJSON, streamEvents, v2 } from "./api.js";
+import { config, isImage, ofTask, task } from "./catalog.js";
+import { writeState } from "./state.js";
+import { el, errorBox, fillSelect, noModels, randomSeed } from "./ui.js";
+
+const FRAMES = 20;  // about this many pictures per diffusion stream, whatever its steps
+
+export function setupGenerators(section, catalog, state) {
+  const models = ofTask(catalog, "gan", "vae", "flow", "diffusion").filter(isImage);
+  if (!models.length) return noModels(section, "image generator");
+  const error = errorBox(section);
+  const form = section.querySelector("form");
+  const f = form.elements;
+  const img = section.querySelector("img.grid");
+  const status = section.querySelector(".status");
+  const stop = section.querySelector(".stop");
+  const go = form.querySelector("button[type=submit]");
+  let running = null;  // the AbortController of the request in flight
+
+  // A GAN answers in one graph call: the quickest first picture when no link chose a model.
+  const first = state.gen ?? (models.find((m) => task(m) === "gan") ?? models[0]).name;
+  fillSelect(f.model, models.map((m) => m.name), first);
+  const model = () => models.find((m) => m.name === f.model.value);
+  const diffusion = () => task(model()) === "diffusion";
+
+  function adapt(keepValues) {
+    const c = config(model());
+    f.n.max = c.max_samples ?? "";
+    form.querySelector(".latent").hidden = diffusion();
+    form.querySelector(".diffusion").hidden = !diffusion();
+    if (!diffusion()) return;
+    f.steps.max = c.max_steps ?? "";
+    if (!keepValues || !f.steps.value) f.steps.value = c.default_steps ?? "";
+    const labels = c.labels ?? [];
+    const unconditional = c.null_label !== undefined || !labels.length;
+    f.label.replaceChildren(
+      ...(unconditional ? [el("option", { value: "", text: "none (unconditional)" })] : []),
+      ...labels.map((label, i) => el("option", { value: String(i), text: label })));
+    f.label.disabled = !labels.length;
+    f.guidance.disabled = !labels.length || c.null_label === undefined || f.label.value === "";
+  }
+
+  // Fields from a shared link, then the model's own limits and defaults.
+  for (const key of ["n", "seed", "temp", "steps", "sampler", "guidance"]) if (state[key] !== undefined) f[key].value = state[key];
+  adapt(true);
+  if (state.label !== undefined) f.label.value = state.label;
+  adapt(true);
+  if (!f.seed.value) f.seed.value = randomSeed();
+
+  function body() {
+    const params = { num_samples: Number(f.n.value), seed: Number(f.seed.value), format: "png" };
+    const link = { gen: f.model.value, n: f.n.value, seed: f.seed.value, temp: null, steps: null, sampler: null, label: null, guidance: null };
+    if (diffusion()) {
+      Object.assign(params, { steps: Number(f.steps.value), sampler: f.sampler.value });
+      Object.assign(link, { steps: f.steps.value, sampler: f.sampler.value });
+      if (f.label.value !== "") {
+        params.label = Number(f.label.value);
+        link.label = f.label.value;
+        if (!f.guidance.disabled) params.guidance = Number(link.guidance = f.guidance.value);
+      }
+    } else {
+      params.temperature = Number(link.temp = f.temp.value);
+    }
+    writeState(link);
+    return params;
+  }
+
+  async function generate() {
+    running?.abort();
+    const controller = (running = new AbortController());
+    error.clear();
+    go.disabled = true;
+    stop.disabled = false;
+    const name = f.model.value;
+    let params;
+    try {
+      params = body();
+      if (diffusion()) await stream(name, params, controller.signal);
+      else {
+        status.textContent = "Generating…";
+        const result = await postJSON(`${v2(name)}/generate`, params, { signal: controller.signal });
+        show(result.grid, 1);
+        status.textContent = `${result.samples.length} samples from ${name}, seed ${result.seed}.`;
+      }
+    } catch (err) {
+      if (err.name === "AbortError") {
+        const at = img.dataset.step ? ` at step ${img.dataset.step} of ${params.steps}` : "";
+        status.textContent = `Stopped${at}: the server stopped sampling when the connection closed.`;
+      } else {
+        status.textContent = "";
+        error.show(describe(err));
+      }
+    } finally {
+      if (running === controller) {
+        running = null;
+        go.disabled = false;
+        stop.disabled = true;
+      }
+    }
+  }
+
+  async function stream(name, params, signal) {
+    const every = Math.max(1, Math.round(params.steps / FRAMES));
+    let frames = 0;
+    img.dataset.step = "";
+    status.textContent = "Starting…";
+    await streamEvents(`${v2(name)}/generate_stream`, { ...params, every }, (event) => {
+      if (event.event === "progress") {
+        show(event.grid, ++frames);
+        img.dataset.step = event.step;
+        status.textContent = `Step ${event.step} of ${event.steps}: the model's current guess of the clean samples.`;
+      } else if (event.event === "done") {
+        show(event.grid, ++frames);
+        status.textContent = `Done: ${event.samples.length} samples, ${event.steps} ${event.sampler.toUpperCase()} steps, seed ${event.seed}.`;
+      }
+    }, signal);
+  }
+
+  function show(grid, frame) {
+    img.src = `data:image/png;base64,${grid}`;
+    img.hidden = false;
+    img.dataset.frames = frame;
+  }
+
+  form.addEventListener("submit", (e) => { e.preventDefault(); generate(); });
+  stop.addEventListener("click", () => running?.abort());
+  section.querySelector(".new-seed").addEventListener("click", () => { f.seed.value = randomSeed(); generate(); });
+  // A new GAN/VAE/flow grid costs one graph call; a diffusion run waits for "Generate".
+  f.model.addEventListener("change", () => { adapt(false); if (!diffusion()) generate(); });
+  f.label.addEventListener("change", () => adapt(true));
+  // A shared link shows its result; otherwise a quick first grid, but no unasked diffusion run.
+  if (state.gen || !diffusion()) generate();
+}

@@ -1,0 +1,63 @@
+"""One service and one Chromium for the playground tests: the committed models/ (linked into a
+tmp repository, so nothing is written into the checkout) plus tiny diffusion models built there."""
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT
+from tests.tasks import builders
+from tests.web.browser import ARGS, CHROMIUM, Console, why_no_browser
+
+REAL_DIFFUSION = "digits-diffusion"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, module_server) -> str:
+    repo = tmp_path_factory.mktemp("playground") / "models"
+    repo.mkdir()
+    for model in sorted((ROOT / "models").iterdir()):
+        if model.is_dir():
+            (repo / model.name).symlink_to(model, target_is_directory=True)
+    # Stopping is tested on a 4,000-step model: a stream of it is always still running when
+    # the test presses Stop. The tiny one stands in for digits-diffusion until that lands.
+    builders.slow_diffusion(repo)
+    builders.write(repo, "tiny-diffusion", {
+        "task": "diffusion", "data": builders.digits_data(), "labels": builders.LABELS, "null_label": 10,
+        "schedule": {"betas": builders.betas(100)}, "default_steps": 50, "max_steps": 100,
+    }, {"denoiser.onnx": builders.denoiser()})
+    return module_server(repo)
+
+
+@pytest.fixture(scope="module")
+def diffusion_model(site) -> str:
+    """digits-diffusion once it is in models/ and loads; the tiny stand-in before."""
+    ready = {row["name"] for row in httpx.post(f"{site}/v2/repository/index", json={"ready": True}).json()}
+    return REAL_DIFFUSION if REAL_DIFFUSION in ready else "tiny-diffusion"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    reason = why_no_browser()
+    if reason:
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        executable = CHROMIUM if Path(CHROMIUM).exists() else "chromium"
+        chromium = playwright.chromium.launch(executable_path=executable, args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh page; the test fails if its JavaScript logged an error or threw."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(20_000)
+    tab = context.new_page()
+    tab.console = Console(tab)
+    yield tab
+    context.close()
+    assert tab.console.unexpected() == [], "console errors on the page"
