@@ -54,7 +54,7 @@ class ModelEntry:
             if not ready:
                 raise ModelNotReady(f"model '{self.name}' is not ready: {self.why_unavailable()}")
             return self.versions[ready[0]].model
-        if not version.isdigit() or int(version) < 1:
+        if not _is_number(version) or int(version) < 1:
             raise InvalidInput(f"version must be a positive integer, not '{version}'")
         state = self.versions.get(int(version))
         if state is None:
@@ -211,7 +211,13 @@ def scan_versions(folder: Path) -> list[int]:
     """Version folders: positive integers (Triton ignores other folder names too)."""
     if not folder.is_dir():
         return []
-    return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit() and int(p.name) > 0)
+    return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and _is_number(p.name) and int(p.name) > 0)
+
+
+def _is_number(text: str) -> bool:
+    # ASCII only: str.isdigit() is also true of "³", which int() refuses (a 500 once); and
+    # short: int() refuses more than 4300 digits, and no version needs more than 18.
+    return text.isascii() and text.isdigit() and len(text) <= 18
 
 
 def _stamp(path: Path) -> tuple:

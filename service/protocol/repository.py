@@ -3,7 +3,7 @@
 from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from service.errors import InvalidInput
 from service.protocol.responses import JSONResponse
@@ -14,6 +14,9 @@ router = APIRouter(prefix="/v2", default_response_class=JSONResponse)
 
 
 class IndexRequest(BaseModel):
+    # Strict, as the document says: {"ready": 0} or "yes" is a 400, not a guess.
+    model_config = ConfigDict(strict=True)
+
     ready: bool = Field(False, description="only the versions that are ready")
 
 
