@@ -1,8 +1,8 @@
 """API keys as bearer tokens: inference keys for the model routes, admin keys for model control.
 
 Deny by default: with inference keys set, every route needs a key except the open ones below
-(health for probes, server metadata, docs, the playground page), so a route added later is
-protected without anyone remembering to list it. Keys are compared in constant time and never
+(health for probes, server metadata, docs, the playground page and its assets), so a route
+added later is protected without anyone remembering to list it. Keys are compared in constant time and never
 logged; 401 says "who are you", 403 says "you may not".
 """
 
@@ -15,6 +15,7 @@ OPEN_PATHS = frozenset(
     {"/", "/v2", "/v2/health/live", "/v2/health/ready", "/docs", "/docs/oauth2-redirect",
      "/redoc", "/openapi.json", "/favicon.ico"}
 )
+OPEN_PREFIX = "/web/"  # the playground's scripts and styles: code, no data
 METRICS_PATH = "/metrics"
 REPOSITORY_PREFIX = "/v2/repository"         # Triton's model repository extension: admin
 CONTROL_PREFIX = "/v2/repository/models/"    # load / unload: off unless admin keys or allowed
@@ -55,7 +56,7 @@ class AuthMiddleware:
         root = scope.get("root_path")
         if root and path.startswith(root):
             path = path[len(root):]
-        if path in OPEN_PATHS:
+        if path in OPEN_PATHS or path.startswith(OPEN_PREFIX):
             return None
         if path == METRICS_PATH and not self.metrics_require_key:
             return None

@@ -78,7 +78,7 @@ def test_scheme_is_case_insensitive(url):
     assert response.status_code == 200 and response.json()["name"] == "ident"
 
 
-@pytest.mark.parametrize("path", ["/v2/health/live", "/v2/health/ready", "/v2", "/metrics"])
+@pytest.mark.parametrize("path", ["/v2/health/live", "/v2/health/ready", "/v2", "/metrics", "/", "/web/app.js"])
 def test_probes_and_metrics_stay_open(url, path):
     assert httpx.get(url + path).status_code == 200
 
