@@ -8,7 +8,7 @@ PORT ?= 8000
 MODEL_REPOSITORY ?= models
 PYTEST_ARGS ?=
 
-.PHONY: serve test install-serve install-dev deploy-test-tools lint train clean
+.PHONY: serve test install-serve install-dev deploy-test-tools browser-test-tools lint train clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,11 @@ serve: install-serve
 deploy-test-tools:
 	@sh deploy/test-tools.sh
 
-test: install-dev deploy-test-tools
+# Debian's chromium for the playground's browser tests, from apt when missing (else they skip).
+browser-test-tools:
+	@sh deploy/browser-test-tools.sh
+
+test: install-dev deploy-test-tools browser-test-tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install-dev
