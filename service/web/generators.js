@@ -40,14 +40,19 @@ export function setupGenerators(section, catalog, state) {
       ...(unconditional ? [el("option", { value: "", text: "none (unconditional)" })] : []),
       ...labels.map((label, i) => el("option", { value: String(i), text: label })));
     f.label.disabled = !labels.length;
-    f.guidance.disabled = !labels.length || c.null_label === undefined || f.label.value === "";
+    guidance();
+  }
+
+  // Guidance mixes in the unconditional model: it needs a class and the config's null_label.
+  function guidance() {
+    f.guidance.disabled = config(model()).null_label === undefined || f.label.disabled || f.label.value === "";
   }
 
   // Fields from a shared link, then the model's own limits and defaults.
   for (const key of ["n", "seed", "temp", "steps", "sampler", "guidance"]) if (state[key] !== undefined) f[key].value = state[key];
   adapt(true);
   if (state.label !== undefined) f.label.value = state.label;
-  adapt(true);
+  guidance();
   if (!f.seed.value) f.seed.value = randomSeed();
 
   function body() {
@@ -114,7 +119,8 @@ export function setupGenerators(section, catalog, state) {
         status.textContent = `Step ${event.step} of ${event.steps}: the model's current guess of the clean samples.`;
       } else if (event.event === "done") {
         show(event.grid, ++frames);
-        status.textContent = `Done: ${event.samples.length} samples, ${event.steps} ${event.sampler.toUpperCase()} steps, seed ${event.seed}.`;
+        const cls = event.labels ? ` of class ${event.labels[0]} (guidance ${event.guidance})` : "";
+        status.textContent = `Done: ${event.samples.length} samples${cls}, ${event.steps} ${event.sampler.toUpperCase()} steps, seed ${event.seed}.`;
       }
     }, signal);
   }
@@ -130,7 +136,7 @@ export function setupGenerators(section, catalog, state) {
   section.querySelector(".new-seed").addEventListener("click", () => { f.seed.value = randomSeed(); generate(); });
   // A new GAN/VAE/flow grid costs one graph call; a diffusion run waits for "Generate".
   f.model.addEventListener("change", () => { adapt(false); if (!diffusion()) generate(); });
-  f.label.addEventListener("change", () => adapt(true));
+  f.label.addEventListener("change", guidance);
   // A shared link shows its result; otherwise a quick first grid, but no unasked diffusion run.
   if (state.gen || !diffusion()) generate();
 }

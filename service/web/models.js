@@ -31,10 +31,10 @@ function modelCard(model) {
   const pictures = el("div", { class: "pictures" });
   const base = `/v2/models/${encodeURIComponent(model.name)}/versions/${model.card?.version}/files`;
   if (model.card?.files.includes("samples.png")) {
-    pictures.append(el("img", { class: "samples", src: `${base}/samples.png`, alt: `Samples from ${model.name}`, loading: "lazy" }));
+    pictures.append(el("img", { class: "samples", src: `${base}/samples.png`, alt: `Samples from ${model.name}` }));
   }
   if (model.card?.files.includes("loss.png")) {
-    pictures.append(el("img", { class: "loss", src: `${base}/loss.png`, alt: `Training loss of ${model.name}`, loading: "lazy" }));
+    pictures.append(el("img", { class: "loss", src: `${base}/loss.png`, alt: `Training loss of ${model.name}` }));
   }
   if (pictures.children.length) article.append(pictures);
   return article;

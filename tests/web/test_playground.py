@@ -179,3 +179,13 @@ def test_phone_width_has_no_sideways_scroll(browser, site, width):
     assert tab.evaluate("document.documentElement.scrollWidth") <= width
     screenshot(tab.locator("#classifier"), "phone-classifier")
     context.close()
+
+
+def test_a_shared_diffusion_link_restores_class_and_guidance(page, site, diffusion_model):
+    open_page(page, site, f"?gen={diffusion_model}&n=4&seed=5&steps=30&sampler=ddpm&label=3&guidance=2.5")
+    page.wait_for_function("() => document.querySelector('#generators .status').textContent.startsWith('Done')")
+    form = page.locator("#generators form")
+    values = [form.locator(f"[name={n}]").input_value() for n in ("model", "n", "seed", "steps", "sampler", "label", "guidance")]
+    assert values == [diffusion_model, "4", "5", "30", "ddpm", "3", "2.5"]
+    status = page.locator("#generators .status").inner_text()
+    assert status == "Done: 4 samples of class 3 (guidance 2.5), 30 DDPM steps, seed 5."  # as the server echoed
