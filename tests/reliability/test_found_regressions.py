@@ -1,17 +1,23 @@
 """What the property tests, schemathesis and the fuzz harness found, pinned on a real server."""
 
+import io
+
 import httpx
 import pytest
+from PIL import Image
 
 from service.app import create_app
 from tests import onnx_models
 from tests.reliability.load import ONE
+from tests.tasks import builders
 
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory, module_server):
     repo = tmp_path_factory.mktemp("repo")
     onnx_models.save(onnx_models.add_constant(1.0), repo, "m")
+    builders.write(repo, "classifier", {"task": "classification", "labels": builders.LABELS,
+                                        "data": builders.digits_data()}, {"model.onnx": builders.classifier()})
     (repo / "m" / "³").mkdir()  # a folder name str.isdigit() accepts and int() refuses
     return module_server(repo)
 
@@ -59,3 +65,14 @@ def test_the_document_declares_response_bodies_and_the_statuses_really_sent():
     load = document["paths"]["/v2/repository/models/{name}/load"]["post"]["responses"]
     assert {"400", "401", "403", "408"} <= set(load)
     assert "HTTPValidationError" not in document["components"]["schemas"]
+
+
+@pytest.mark.parametrize("top_k", ["³", "--5", "9" * 5000])
+def test_a_form_field_that_only_looks_like_an_integer_is_a_400(url, top_k):
+    # Found writing bench/fuzz_parsers.py: "³" and "--5" passed an isdigit() test that int()
+    # then refused, a 500.
+    png = io.BytesIO()
+    Image.new("L", (8, 8)).save(png, format="PNG")
+    response = httpx.post(f"{url}/v1/models/classifier:predict", files={"image": ("d.png", png.getvalue())},
+                          data={"top_k": top_k})
+    assert response.status_code == 400 and "top_k" in response.json()["error"]
