@@ -48,7 +48,7 @@ async def _form(request: Request, body: bytes) -> dict:
 
 def _integer_or_text(value: str) -> int | str:
     # Only plain ASCII integers: "³" and "--5" passed an isdigit() test that int() then
-    # refused, a 500 (found by bench/fuzz_parsers.py).
+    # refused, a 500 (found writing bench/fuzz_parsers.py).
     digits = value.strip().removeprefix("-")
     return int(value) if digits.isascii() and digits.isdigit() and len(digits) <= 18 else value
 
