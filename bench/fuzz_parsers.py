@@ -12,6 +12,7 @@ crash-<sha1> and stops. Targets, each fed raw bytes:
 
     pip install -e '.[fuzz]'
     python bench/fuzz_parsers.py v2 -max_total_time=60      # atheris, libFuzzer's flags
+    python bench/fuzz_parsers.py multipart crash-<sha1>      # replay what it found
     python bench/fuzz_parsers.py all --hypothesis 5000       # without atheris: Hypothesis
 
 docs/RELIABILITY.md has the runs made so far and what they found.
@@ -171,10 +172,14 @@ def seeds(name: str) -> list[bytes]:
 # ------------------------------------------------------------------------------ engines
 
 def run_atheris(name: str, libfuzzer_args: list[str]) -> None:
-    corpus = Path(tempfile.mkdtemp(prefix=f"fuzz-{name}-"))
-    for i, seed in enumerate(seeds(name)):
-        (corpus / f"seed-{i}").write_bytes(seed)
-    atheris.Setup([sys.argv[0], *libfuzzer_args, str(corpus)], checked(TARGETS[name]))
+    """libFuzzer's flags and paths: a corpus folder, or crash files to replay. With no path,
+    a fresh corpus of seeds."""
+    if not any(not arg.startswith("-") for arg in libfuzzer_args):
+        corpus = Path(tempfile.mkdtemp(prefix=f"fuzz-{name}-"))
+        for i, seed in enumerate(seeds(name)):
+            (corpus / f"seed-{i}").write_bytes(seed)
+        libfuzzer_args = [*libfuzzer_args, str(corpus)]
+    atheris.Setup([sys.argv[0], *libfuzzer_args], checked(TARGETS[name]))
     atheris.Fuzz()
 
 
