@@ -228,7 +228,7 @@ def main() -> None:
     elif len(names) > 1:
         parser.error("atheris fuzzes one target per process; name it (or use --hypothesis)")
     else:
-        with atheris.instrument_imports(include=["service"]):  # coverage guides it through our code
+        with atheris.instrument_imports(include=["service", "PIL", "python_multipart"]):  # coverage guides it
             _setup()
         run_atheris(names[0], libfuzzer_args)
 
