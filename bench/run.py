@@ -7,6 +7,7 @@ stopped. Prints a markdown table; docs/BENCHMARKS.md holds one and says how to r
 """
 
 import argparse
+import asyncio
 import os
 import platform
 import subprocess
@@ -21,6 +22,7 @@ import onnxruntime as ort
 import orjson
 
 sys.path.insert(0, str(Path(__file__).parent))
+import diffusion  # noqa: E402
 import models  # noqa: E402
 import wrk  # noqa: E402
 
@@ -33,7 +35,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--connections", default="1,8,64")
     parser.add_argument("--workers", type=int, default=1, help="modelserve worker processes")
-    parser.add_argument("--diffusion", default="models", help="repository with a diffusion model ('' to skip)")
+    parser.add_argument("--diffusion", default="models/digits-diffusion", help="diffusion model folder ('' to skip)")
     args = parser.parse_args()
     if not wrk.available():
         sys.exit("wrk is missing: apt-get install wrk")
@@ -67,7 +69,31 @@ def main() -> None:
                     c = max(connections)
                     rows.append((f"{label}: JSON, 64 rows, rows/s", c, wrk.run(target, json_64, {"Content-Type": "application/json"}, c, args.seconds), 64))
                     rows.append((f"{label}: binary, 64 rows, rows/s", c, wrk.run(target, binary_64, binary_headers, c, args.seconds), 64))
+        diffusion_rows = _diffusion(Path(args.diffusion), root, args) if args.diffusion else []
     _print_table(rows, args)
+    _print_diffusion(diffusion_rows)
+
+
+def _diffusion(source: Path, root: Path, args) -> list[tuple[str, int, float]]:
+    rows = []
+    for label, repo in diffusion.write_repositories(source, root / "diffusion").items():
+        with _Server(_modelserve(repo, args.workers)) as url:
+            for concurrency in (1, 4, 16):
+                rate = asyncio.run(diffusion.samples_per_second(url, source.name, concurrency, args.seconds))
+                rows.append((label, concurrency, rate))
+    return rows
+
+
+def _print_diffusion(rows) -> None:
+    if not rows:
+        return
+    solo = next(rate for label, c, rate in rows if label == "no step batching" and c == 1)
+    print(f"\nDiffusion: {diffusion.REQUEST['num_samples']} sample(s) per request, "
+          f"{diffusion.REQUEST['steps']} {diffusion.REQUEST['sampler']} steps\n")
+    print("| generation | concurrent requests | samples/s | × one at a time |")
+    print("|---|---:|---:|---:|")
+    for label, concurrency, rate in rows:
+        print(f"| {label} | {concurrency} | {rate:.1f} | {rate / solo:.2f} |")
 
 
 def _modelserve(repository: Path, workers: int) -> list[str]:

@@ -7,6 +7,7 @@ queue fills, so batches grow with load even with no delay at all.
 """
 
 import asyncio
+import functools
 import time
 from collections import deque
 from collections.abc import Callable
@@ -94,8 +95,10 @@ class Batcher:
             if batch is None:
                 self._slots.release()
                 return
-            task = asyncio.get_running_loop().create_task(self._execute(batch))
-            task.add_done_callback(lambda _: self._slots.release())
+            if batch:
+                self._dispatch(batch, release_slot=True)
+            else:
+                self._slots.release()
 
     async def _collect(self) -> list[_Pending] | None:
         """Wait for a first request, then gather what fits, up to the delay; None once closed."""
@@ -137,40 +140,46 @@ class Batcher:
                 return candidate
         return None
 
-    async def _execute(self, batch: list[_Pending]) -> None:
+    def _dispatch(self, batch: list[_Pending], release_slot: bool) -> None:
+        """Run a batch in a worker thread; its completion splits the outputs (no task per batch:
+        at one denoiser call per diffusion step, every event-loop hop counts)."""
         now = time.perf_counter()
         for pending in batch:
             self._queue_time.observe(now - pending.queued_at)
             self._stats.queued(now - pending.queued_at)
-        try:
-            await self._run_and_split(batch)
-        except ServiceError as exc:
-            if len(batch) == 1:
-                _fail(batch, exc)
-                return
-            # One request's values broke the batch: run each alone, so only the requester
-            # that caused it sees the error.
-            results = await asyncio.gather(*(self._run_and_split([p]) for p in batch), return_exceptions=True)
-            for pending, result in zip(batch, results):
-                if isinstance(result, BaseException):
-                    _fail([pending], result)
-        except Exception as exc:  # a fault of ours: every requester of this batch learns it
-            _fail(batch, exc)
-
-    async def _run_and_split(self, batch: list[_Pending]) -> None:
-        loop = asyncio.get_running_loop()
         if len(batch) == 1:
             feeds = batch[0].feeds
         else:
             feeds = {name: np.concatenate([p.feeds[name] for p in batch]) for name in batch[0].feeds}
-        outputs = await loop.run_in_executor(self._executor, self._run_batch, feeds)
-        if len(batch) == 1:
-            _resolve(batch[0], outputs)
+        future = asyncio.get_running_loop().run_in_executor(self._executor, self._run_batch, feeds)
+        future.add_done_callback(functools.partial(self._finish, batch, release_slot))
+
+    def _finish(self, batch: list[_Pending], release_slot: bool, future: asyncio.Future) -> None:
+        if release_slot:
+            self._slots.release()
+        if future.cancelled():
+            _fail(batch, asyncio.CancelledError())
             return
-        offset = 0
-        for pending in batch:
-            _resolve(pending, {name: out[offset : offset + pending.rows] for name, out in outputs.items()})
-            offset += pending.rows
+        exc = future.exception()
+        if exc is None:
+            _split(batch, future.result())
+        elif isinstance(exc, ServiceError) and len(batch) > 1:
+            # One request's values broke the batch: run each alone, so only the requester
+            # that caused it sees the error.
+            for pending in batch:
+                self._dispatch([pending], release_slot=False)
+        else:  # that request's own fault, or one of ours: every requester of the batch learns it
+            _fail(batch, exc)
+
+
+def _split(batch: list[_Pending], outputs: dict[str, np.ndarray]) -> None:
+    if len(batch) == 1:
+        _resolve(batch[0], outputs)
+        return
+    offset = 0
+    for pending in batch:
+        _resolve(pending, {name: out[offset : offset + pending.rows] for name, out in outputs.items()})
+        offset += pending.rows
 
 
 def _resolve(pending: _Pending, outputs: dict[str, np.ndarray]) -> None:
