@@ -1,5 +1,6 @@
 """The benchmark's model: the 64-256-256-10 digit MLP, random weights, built with onnx.helper."""
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ SIZES = (64, 256, 256, 10)
 def digit_mlp(seed: int = 0) -> onnx.ModelProto:
     rng = np.random.default_rng(seed)
     nodes, initializers, previous = [], [], "input"
-    for i, (n_in, n_out) in enumerate(zip(SIZES, SIZES[1:])):
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(SIZES)):
         weights = (rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)).astype(np.float32)
         initializers += [numpy_helper.from_array(weights, f"W{i}"), numpy_helper.from_array(np.zeros(n_out, np.float32), f"b{i}")]
         out = "logits" if i == len(SIZES) - 2 else f"h{i}"

@@ -7,7 +7,6 @@ stopped. Prints a markdown table; docs/BENCHMARKS.md holds one and says how to r
 """
 
 import argparse
-import asyncio
 import os
 import platform
 import subprocess
@@ -22,9 +21,10 @@ import onnxruntime as ort
 import orjson
 
 sys.path.insert(0, str(Path(__file__).parent))
-import diffusion  # noqa: E402
-import models  # noqa: E402
-import wrk  # noqa: E402
+import diffusion
+import wrk
+
+import models
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -79,7 +79,7 @@ def _diffusion(source: Path, root: Path, args) -> list[tuple[str, int, float]]:
     for label, repo in diffusion.write_repositories(source, root / "diffusion").items():
         with _Server(_modelserve(repo, args.workers)) as url:
             for concurrency in (1, 4, 16):
-                rate = asyncio.run(diffusion.samples_per_second(url, source.name, concurrency, args.seconds))
+                rate = diffusion.samples_per_second(url, source.name, concurrency, args.seconds)
                 rows.append((label, concurrency, rate))
     return rows
 
