@@ -74,7 +74,7 @@ async def calibrate(url: str, mix: soak_traffic.Mix, seconds: float = 20.0, work
 
 async def soak(url: str, mix: soak_traffic.Mix, rate: float, seconds: float, pid: int | None) -> dict:
     recorder = Recorder()
-    samples = []  # (minute, rss MB, fds, threads)
+    samples = []  # (minute, rss MB, fds, threads, server CPU s, client CPU s, machine busy CPU s)
     in_flight: set[asyncio.Task] = set()
 
     async def sample_server():
@@ -107,14 +107,22 @@ def _client(url: str, connections: int) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=url, limits=limits, timeout=60)
 
 
-def _server_usage(pid: int | None) -> tuple[float | None, int | None, int | None]:
-    """RSS in MB, open file descriptors and threads of the server process."""
+def _server_usage(pid: int | None) -> tuple:
+    """RSS in MB, open file descriptors, threads and CPU seconds of the server process; this
+    client's CPU seconds; and the whole machine's busy CPU seconds (the machine may be shared:
+    what neither the server nor this client used went to others)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    busy = (sum(cpu) - cpu[3] - cpu[4]) / ticks  # all but idle and iowait
+    client = sum(os.times()[:2])
     if pid is None:
-        return None, None, None
+        return None, None, None, None, client, busy
     status = Path(f"/proc/{pid}/status").read_text()
     fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
     rss_mb = int(fields["VmRSS"].split()[0]) / 1024
-    return rss_mb, len(os.listdir(f"/proc/{pid}/fd")), int(fields["Threads"])
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    server = (int(stat[11]) + int(stat[12])) / ticks  # utime + stime
+    return rss_mb, len(os.listdir(f"/proc/{pid}/fd")), int(fields["Threads"]), server, client, busy
 
 
 # ------------------------------------------------------------------------------ report
@@ -129,27 +137,38 @@ def report(result: dict, mix: soak_traffic.Mix, rate: float, capacity: float | N
               f"{'; '.join(f'{k} ({why})' for k, why in mix.skipped.items()) or 'none'}."),
              f"Rate: {rate:.0f} requests/s" + (f" ({rate / capacity:.0%} of the {capacity:.0f}/s measured)" if capacity else ""),
              "", "| minute | requests | unexpected | p50 ms | p99 ms | " + " | ".join(f"p99 {k}" for k in kinds)
-             + " | RSS MB | fds | threads |", "|---" * (8 + len(kinds)) + "|"]
+             + " | RSS MB | fds | threads | CPU % server / client / others |", "|---" * (9 + len(kinds)) + "|"]
     minutes = []
 
     def usage(minute: int) -> tuple:
-        """The server's usage at the end of `minute` (0-based), or at the end of the run."""
-        later = [s[1:] for s in samples if s[0] >= minute + 1]
-        return later[0] if later else samples[-1][1:]
+        """The sample at the end of `minute` (0-based), or at the end of the run."""
+        later = [s for s in samples if s[0] >= minute + 1]
+        return later[0] if later else samples[-1]
+
+    def cpu(minute: int) -> tuple:
+        """CPU % (of one core) in `minute`: the server's, this client's, everything else's."""
+        end, start = usage(minute), ([s for s in samples if s[0] <= minute] or samples)[-1]
+        wall = (end[0] - start[0]) * 60 or 1.0
+        server = (end[4] - start[4]) / wall * 100 if end[4] is not None else 0.0
+        client = (end[5] - start[5]) / wall * 100
+        return server, client, (end[6] - start[6]) / wall * 100 - server - client
 
     for minute in sorted(by_minute):
         chunk = by_minute[minute]
         latency = np.array([r[2] for r in chunk]) * 1000
         per_kind = {k: np.array([r[2] for r in chunk if r[1] == k]) * 1000 for k in kinds}
-        rss, fds, threads = usage(minute)
+        rss, fds, threads = usage(minute)[1:4]
+        server_cpu, client_cpu, others_cpu = cpu(minute)
         entry = {"minute": minute + 1, "requests": len(chunk), "unexpected": sum(not r[4] for r in chunk),
                  "p50_ms": float(np.percentile(latency, 50)), "p99_ms": float(np.percentile(latency, 99)),
                  "p99_ms_by_kind": {k: float(np.percentile(v, 99)) if len(v) else None for k, v in per_kind.items()},
-                 "rss_mb": rss, "fds": fds, "threads": threads}
+                 "rss_mb": rss, "fds": fds, "threads": threads,
+                 "cpu_percent": {"server": server_cpu, "client": client_cpu, "others": others_cpu}}
         minutes.append(entry)
         kind_cells = " | ".join(f"{v:.1f}" if v is not None else "-" for v in entry["p99_ms_by_kind"].values())
         lines.append(f"| {entry['minute']} | {entry['requests']} | {entry['unexpected']} | {entry['p50_ms']:.1f} | "
-                     f"{entry['p99_ms']:.1f} | {kind_cells} | {_num(rss)} | {_num(fds)} | {_num(threads)} |")
+                     f"{entry['p99_ms']:.1f} | {kind_cells} | {_num(rss)} | {_num(fds)} | {_num(threads)} | "
+                     f"{server_cpu:.0f} / {client_cpu:.0f} / {others_cpu:.0f} |")
     outcomes = Counter((r[1], r[3], r[4]) for r in rows)
     lines += ["", "| kind | status | count | expected |", "|---|---|---|---|"]
     lines += [f"| {k} | {s} | {n} | {'yes' if ok else '**no**'} |" for (k, s, ok), n in sorted(outcomes.items())]
