@@ -60,8 +60,11 @@ class DataPlane:
     def model_config(self, name: str, version: str | None = None) -> dict:
         """Triton's model configuration, for clients such as perf_analyzer that read it."""
         model = self.model(name, version)
+        # Triton's max_batch_size promises a batch axis on the model's own inputs; a generative
+        # model's inputs (num_samples, seed...) have none, whatever its graphs batch inside.
         batchers = [g.batcher for g in model.graphs.values() if g.batcher is not None]
-        max_batch = batchers[0].policy.max_batch_size if batchers else 0
+        batched_inputs = bool(model.inputs) and all(s.has_batch_axis for s in model.inputs)
+        max_batch = batchers[0].policy.max_batch_size if batchers and batched_inputs else 0
 
         def dims(spec):
             return list(spec.shape[1:] if max_batch else spec.shape)
