@@ -11,7 +11,7 @@ export class ApiError extends Error {
 // What a status means to someone using the page; the server's own message follows it.
 const MEANING = {
   400: "The server could not do that",
-  401: "This server needs an API key",
+  401: "This server needs an API key (enter it at the top of the page)",
   403: "This server refused the request",
   404: "Not found",
   408: "The request took too long to send",
@@ -25,8 +25,17 @@ function plain(status, detail) {
   return detail ? `${meaning}: ${detail}` : `${meaning}.`;
 }
 
+// A server started with --api-keys wants a bearer token; the page keeps the one typed at the
+// top for this tab only (sessionStorage), never in the URL that a shared link carries.
+const KEY = "modelserve-api-key";
+export const apiKey = {
+  get: () => sessionStorage.getItem(KEY) ?? "",
+  set: (value) => (value ? sessionStorage.setItem(KEY, value) : sessionStorage.removeItem(KEY)),
+};
+
 async function send(path, { body, signal, method } = {}) {
   const init = { method: method ?? (body === undefined ? "GET" : "POST"), signal, headers: {} };
+  if (apiKey.get()) init.headers["Authorization"] = `Bearer ${apiKey.get()}`;
   if (body !== undefined) {
     init.body = JSON.stringify(body);
     init.headers["Content-Type"] = "application/json";

@@ -1,6 +1,6 @@
 // The playground: load the repository once, then set up each panel from it.
 
-import { describe } from "./api.js";
+import { apiKey, describe } from "./api.js";
 import { loadCatalog } from "./catalog.js";
 import { setupClassifier } from "./classifier.js";
 import { setupDensity } from "./density.js";
@@ -14,7 +14,20 @@ import { setupVae } from "./vae.js";
 const PANELS = { classifier: setupClassifier, regressor: setupRegressor, generators: setupGenerators,
                  density: setupDensity, vae: setupVae };
 
+// The key form: a new key reloads the page, so every panel asks again with it.
+function setupKeyForm() {
+  const form = document.querySelector("form.api-key");
+  const input = form.querySelector("input");
+  input.value = apiKey.get();
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    apiKey.set(input.value.trim());
+    location.reload();
+  });
+}
+
 async function main() {
+  setupKeyForm();
   const models = document.getElementById("models");
   let catalog;
   try {
