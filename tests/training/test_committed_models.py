@@ -121,8 +121,6 @@ def test_regressor_beats_predicting_the_mean_and_reports_truly(regression):
         assert regression[key] == pytest.approx(reported[key], rel=1e-4)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 3 asks R² >= 0.45; on the fixed seed-0 split the "
-                   "regressor reaches about 0.40 (linear regression 0.33): see docs/MODELS.md")
 def test_regressor_r2_reaches_the_issue_threshold(regression):
     assert regression["r2"] >= 0.45
 
