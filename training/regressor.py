@@ -149,8 +149,17 @@ def main(cfg: Config, output: Path, version: int | None = None, quick: bool = Fa
         "features": split.card["features"],
         "data": {"shape": [10]},
     })
+    # A real patient and the training ranges, so a form (the playground's sliders) can start
+    # somewhere meaningful: test patient 0, in raw units.
+    features = split.card["features"]
+    dataset = {
+        **split.card,
+        "example": dict(zip(features, split.x_test[0].astype(float).tolist())),
+        "feature_ranges": {n: [float(lo), float(hi)] for n, lo, hi in
+                           zip(features, split.x_train.min(0), split.x_train.max(0))},
+    }
     writer.card(vdir, task="regression", family="regressor: Gaussian MLP (mean and variance)",
-                dataset=split.card, metrics=metrics, parity={"model.onnx": error},
+                dataset=dataset, metrics=metrics, parity={"model.onnx": error},
                 parameters=count_parameters(net), training_time_s=training_time, seed=cfg.seed,
                 hyperparameters=asdict(cfg), quick=quick)
     writer.loss_png(vdir / "loss.png", curves, x_label="epoch")
