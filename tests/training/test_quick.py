@@ -57,7 +57,7 @@ def test_config_validates_against_the_contract(repo, name):
     assert config.description
     # Operator defaults live in the model-level file, training's knowledge in the version's.
     assert yaml.safe_load((repo / name / "config.yaml").read_text()) == {
-        "max_batch_size": 64, "max_queue_delay_ms": 1}
+        "max_batch_size": 64, "max_queue_delay_ms": 0}
     if config.task in ("classification", "diffusion"):
         assert config.labels == [str(i) for i in range(10)]
     if config.task == "regression":
