@@ -7,16 +7,15 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from service.protocol.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service import __version__, middleware
 from service.dataplane import DataPlane
 from service.errors import ServiceError
-from service.protocol import cards, generate, metrics_route, v1, v2, web
-from service.protocol import openapi
+from service.protocol import cards, generate, metrics_route, openapi, v1, v2, web
 from service.protocol import repository as repository_routes
 from service.protocol.fast_infer import FastInfer
+from service.protocol.responses import JSONResponse
 from service.protocol.v2_codec import Limits
 from service.repository import Registry
 from service.settings import Settings

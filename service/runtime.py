@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import orjson
-
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
 from service.datatypes import onnx_to_v2

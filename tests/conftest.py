@@ -65,18 +65,21 @@ class Server:
         self._log.close()
 
 
-@pytest.fixture
-def serve_repository(tmp_path_factory) -> Iterator[Callable[..., str]]:
-    """Start the real service on a repository folder; returns its base URL. Stopped at teardown."""
-    servers: list[Server] = []
-
+def _starter(servers: list[Server]) -> Callable[..., str]:
     def start(repository: Path, env: dict[str, str] | None = None, args: list[str] | None = None) -> str:
         server = Server(Path(repository), env, args)
         servers.append(server)
         server.wait_ready()
         return server.url
 
-    yield start
+    return start
+
+
+@pytest.fixture
+def serve_repository(tmp_path_factory) -> Iterator[Callable[..., str]]:
+    """Start the real service on a repository folder; returns its base URL. Stopped at teardown."""
+    servers: list[Server] = []
+    yield _starter(servers)
     for server in servers:
         server.stop()
 
@@ -85,12 +88,5 @@ def serve_repository(tmp_path_factory) -> Iterator[Callable[..., str]]:
 def module_server(request) -> Callable[..., str]:
     """Like serve_repository, but one server for a whole test module."""
     servers: list[Server] = []
-
-    def start(repository: Path, env: dict[str, str] | None = None, args: list[str] | None = None) -> str:
-        server = Server(Path(repository), env, args)
-        servers.append(server)
-        server.wait_ready()
-        return server.url
-
     request.addfinalizer(lambda: [s.stop() for s in servers])
-    return start
+    return _starter(servers)

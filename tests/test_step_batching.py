@@ -37,7 +37,7 @@ def _repository(tmp_path: Path) -> Path:
 
 def _executions(url: str, model: str) -> float:
     text = httpx.get(f"{url}/metrics").text
-    match = re.search(rf'^modelserve_inference_exec_count_total\{{model="{model}",version="1"\}} (\S+)$', text, re.M)
+    match = re.search(rf'^modelserve_inference_exec_count_total\{{model="{model}",version="1"\}} (\S+)$', text, re.MULTILINE)
     return float(match.group(1)) if match else 0.0
 
 

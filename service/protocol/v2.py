@@ -5,11 +5,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from service.protocol.responses import JSONResponse
-
 from service.dataplane import DataPlane
 from service.protocol import v2_schemas as schemas
 from service.protocol.body import read_body
+from service.protocol.responses import JSONResponse
 from service.protocol.v2_codec import HEADER_LENGTH, Limits, decode_request, encode_response
 
 

@@ -4,10 +4,9 @@ import numpy as np
 from pydantic import Field
 
 from service.errors import InvalidInput
-from service.runtime import TensorSpec
 from service.tasks import positional
-from service.tasks.base import ServedModel
 from service.tasks.generative import data_spec
+from service.tasks.generic import GenericModel
 from service.tasks.instances import parse_instances
 from service.tasks.params import PredictParams, validate
 from service.tasks.units import Units
@@ -17,10 +16,9 @@ class ClassifyParams(PredictParams):
     top_k: int = Field(3, ge=1, description="how many of the likeliest labels to list")
 
 
-class ClassificationModel(ServedModel):
+class ClassificationModel(GenericModel):
     def __init__(self, name, version, config, graphs):
         super().__init__(name, version, config, graphs)
-        self.graph = graphs["model"]
         positional.check(self.graph, "model", inputs=1, outputs=1)
         if not config.labels:
             raise ValueError("a classification model needs labels in config.yaml")
@@ -29,17 +27,6 @@ class ClassificationModel(ServedModel):
         classes = self.graph.graph.outputs[0].shape[-1]
         if classes > 0 and classes != len(self.labels):
             raise ValueError(f"the graph gives {classes} logits but config.yaml lists {len(self.labels)} labels")
-
-    @property
-    def inputs(self) -> list[TensorSpec]:
-        return self.graph.graph.inputs
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return self.graph.graph.outputs
-
-    async def infer(self, inputs, output_names):
-        return await self.graph.run(inputs, output_names)
 
     async def predict(self, body: dict) -> list[dict]:
         params = validate(ClassifyParams, body, "classification")

@@ -1,4 +1,4 @@
-"""The generic task: the graph's own signature, tensors straight through."""
+"""The generic task: one graph, its own signature, tensors straight through."""
 
 import numpy as np
 
@@ -7,17 +7,19 @@ from service.tasks.base import ServedModel
 
 
 class GenericModel(ServedModel):
-    @property
-    def _graph(self):
-        return next(iter(self.graphs.values()))
+    """V2 infer on the model's one graph; classification and regression add task endpoints."""
+
+    def __init__(self, name, version, config, graphs):
+        super().__init__(name, version, config, graphs)
+        self.graph = next(iter(graphs.values()))
 
     @property
     def inputs(self) -> list[TensorSpec]:
-        return self._graph.graph.inputs
+        return self.graph.graph.inputs
 
     @property
     def outputs(self) -> list[TensorSpec]:
-        return self._graph.graph.outputs
+        return self.graph.graph.outputs
 
     async def infer(self, inputs: dict[str, np.ndarray], output_names: list[str] | None) -> dict[str, np.ndarray]:
-        return await self._graph.run(inputs, output_names)
+        return await self.graph.run(inputs, output_names)

@@ -3,19 +3,17 @@
 import numpy as np
 
 from service.config import DataSpec
-from service.runtime import TensorSpec
 from service.tasks import positional
-from service.tasks.base import ServedModel
 from service.tasks.generative import data_spec
+from service.tasks.generic import GenericModel
 from service.tasks.instances import parse_instances
 from service.tasks.params import PredictParams, validate
 from service.tasks.units import Units
 
 
-class RegressionModel(ServedModel):
+class RegressionModel(GenericModel):
     def __init__(self, name, version, config, graphs):
         super().__init__(name, version, config, graphs)
-        self.graph = graphs["model"]
         positional.check(self.graph, "model", inputs=1, outputs=1)
         self.features = list(config.features) if config.features else None
         if config.data is None and self.features:
@@ -25,17 +23,6 @@ class RegressionModel(ServedModel):
         self.units = Units(spec)
         if self.features and len(self.features) != self.units.size:
             raise ValueError(f"config.yaml lists {len(self.features)} features for inputs of shape {spec.shape}")
-
-    @property
-    def inputs(self) -> list[TensorSpec]:
-        return self.graph.graph.inputs
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return self.graph.graph.outputs
-
-    async def infer(self, inputs, output_names):
-        return await self.graph.run(inputs, output_names)
 
     async def predict(self, body: dict) -> list[dict]:
         params = validate(PredictParams, body, "regression")
