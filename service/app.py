@@ -1,6 +1,7 @@
 """create_app(settings): the FastAPI application, its lifespan and its one error handler."""
 
 import asyncio
+import gc
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -78,8 +79,18 @@ def create_app_from_env() -> FastAPI:
 async def _load_then_poll(registry: Registry, settings: Settings) -> None:
     if not registry.ready:
         await asyncio.to_thread(registry.load_all)
+    _tune_garbage_collector()
     if settings.model_control_mode == "poll":
         await registry.poll_forever(settings.repository_poll_secs)
+
+
+def _tune_garbage_collector() -> None:
+    """Measured (docs/BENCHMARKS.md): Python's default GC thresholds made every few hundred
+    requests pay a collection over everything the start-up allocated, which was most of the
+    p99 latency (65 ms against a p50 of 9). Frozen start-up objects are never scanned again, and
+    young collections come every 20,000 allocations instead of 700."""
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 100)
 
 
 def _log_load_crash(task: asyncio.Task) -> None:
