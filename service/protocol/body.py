@@ -32,11 +32,22 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 def _inflate(body: bytes, encoding: str, limit: int) -> bytes:
     # tritonclient sends zlib-wrapped deflate; wbits +32 detects gzip and zlib headers alike.
-    inflater = zlib.decompressobj(wbits=32 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS)
-    try:
-        data = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise InvalidInput(f"body is not valid {encoding} data: {exc}") from None
-    if len(data) > limit:
-        raise PayloadTooLarge(f"decompressed request body is over the limit of {limit} bytes")
-    return data
+    wbits = 32 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
+    parts, size, rest = [], 0, body
+    while True:
+        inflater = zlib.decompressobj(wbits=wbits)
+        try:
+            part = inflater.decompress(rest, limit + 1 - size)
+        except zlib.error as exc:
+            raise InvalidInput(f"body is not valid {encoding} data: {exc}") from None
+        parts.append(part)
+        size += len(part)
+        if size > limit:
+            raise PayloadTooLarge(f"decompressed request body is over the limit of {limit} bytes")
+        if not inflater.eof:  # cut short: its end, and the gzip checksum, never came
+            raise InvalidInput(f"body is truncated {encoding} data")
+        rest = inflater.unused_data
+        if not rest:
+            return b"".join(parts)
+        if encoding != "gzip":  # gzip members may follow one another (RFC 1952); else it is junk
+            raise InvalidInput(f"body has {len(rest)} bytes after the end of its {encoding} data")
