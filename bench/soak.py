@@ -32,6 +32,7 @@ import soak_traffic
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_IN_FLIGHT = 256  # beyond this the client, not the server, is the bottleneck: counted, not sent
+CONNECTIONS = 64  # httpx's pool costs CPU per request with its size: more starves this client
 
 
 class Recorder:
@@ -83,7 +84,7 @@ async def soak(url: str, mix: soak_traffic.Mix, rate: float, seconds: float, pid
             await asyncio.sleep(max(0.0, recorder.start + (minute + 1) * 60 - time.monotonic()))
 
     sampler = asyncio.create_task(sample_server())
-    async with _client(url, MAX_IN_FLIGHT) as client:
+    async with _client(url, CONNECTIONS) as client:
         sent = 0
         while (now := time.monotonic() - recorder.start) < seconds:
             due = int(now * rate)  # open loop: the schedule, not the answers, sets the pace
@@ -232,6 +233,7 @@ def main() -> None:
     parser.add_argument("--url", help="a running server instead of starting one")
     parser.add_argument("--pid", type=int, help="with --url: the server's process, to read its memory")
     parser.add_argument("--out", type=Path, help="write the numbers as JSON here")
+    parser.add_argument("--rows", type=Path, help="write every answer (start s, kind, latency s, status) as JSON lines")
     args = parser.parse_args()
     random.seed(0)
 
@@ -257,6 +259,8 @@ def main() -> None:
     print(text)
     if args.out:
         args.out.write_text(json.dumps(numbers, indent=1))
+    if args.rows:
+        args.rows.write_text("".join(json.dumps(row[:4]) + "\n" for row in result["rows"]))
 
 
 if __name__ == "__main__":
