@@ -57,8 +57,9 @@ def test_header_length_beyond_or_short_of_the_body(tensor, declared, cut):
     body = body[:cut] if cut < 0 else body + b"\0" * cut
     length = len(raw) + declared if abs(declared) < 4 else declared
     request = decode_or_refuse(body, str(length))
-    if request is not None:  # only the one consistent framing decodes
-        assert length == len(raw) and cut == 0
+    if request is not None:  # only a consistent framing decodes; JSON may end in whitespace,
+        # so a header length that takes in binary bytes which happen to be spaces is one too
+        assert length >= len(raw) and body[len(raw):length].strip(b" \t\r\n") == b""
 
 
 @CHECKS
