@@ -9,6 +9,8 @@ from service import imaging
 from service.errors import InvalidInput
 from service.tasks.units import Units
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 
 def parse_instances(instances, units: Units, features: list[str] | None = None, what: str = "instances") -> np.ndarray:
     """(N, *shape) float32 in raw units. An instance is numbers (flat or nested to the shape),
@@ -45,8 +47,9 @@ def _numbers(item, units: Units, where: str) -> np.ndarray:
             f"{where}: shape {list(array.shape)} does not fit the model's {list(units.shape)} "
             f"({units.size} numbers, flat or nested)"
         )
-    if not np.isfinite(array).all():
-        raise InvalidInput(f"{where}: values must be finite numbers")
+    # The networks compute in float32: 1e39 would reach them as inf.
+    if not np.isfinite(array).all() or (np.abs(array) > _FLOAT32_MAX).any():
+        raise InvalidInput(f"{where}: values must be finite numbers within float32's range")
     return array.reshape(units.shape)
 
 

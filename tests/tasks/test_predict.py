@@ -160,6 +160,7 @@ def test_vae_reconstruct_decodes_the_mean_as_array_or_png(url):
     ("/v1/models/classifier:predict", {"instances": [DIGIT], "top_k": 11}, 400, "top_k"),
     ("/v1/models/classifier:predict", {"instances": []}, 400, "instances"),
     ("/v1/models/classifier:predict", {"instances": [["a"] * 64]}, 400, "numbers"),
+    ("/v1/models/classifier:predict", {"instances": [[1e39] * 64]}, 400, "float32's range"),
     ("/v1/models/classifier:predict", {"instances": [{"image_b64": "bm90IGFuIGltYWdl"}]}, 400, "not a PNG or JPEG"),
     ("/v1/models/classifier:predict", {"instances": [{"image_b64": "%%%"}]}, 400, "base64"),
     ("/v1/models/regressor:predict", {"instances": [{**PATIENT, "weight": 80}]}, 400, "'weight'"),
