@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from service import __version__, middleware
 from service.dataplane import DataPlane
 from service.errors import ServiceError
-from service.protocol import cards, generate, metrics_route, openapi, v1, v2, web
+from service.protocol import api_docs, cards, generate, metrics_route, openapi, v1, v2, web
 from service.protocol import repository as repository_routes
 from service.protocol.fast_infer import FastInfer
 from service.protocol.responses import JSONResponse
@@ -54,6 +54,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Serves ONNX models over the Open Inference Protocol (KServe V2).",
         lifespan=lifespan,
         default_response_class=JSONResponse,
+        docs_url=None,  # api_docs serves /docs and /redoc with local assets, not a CDN's
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.limits = Limits(settings.max_tensor_elements, settings.max_json_depth)
@@ -67,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics_route.router)
     app.include_router(cards.router)
     app.include_router(web.router)  # the playground at /
+    app.include_router(api_docs.router)  # /docs and /redoc
     openapi.install(app)  # the document as the service answers, middlewares included
     return app
 
