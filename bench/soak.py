@@ -174,25 +174,27 @@ def report(result: dict, mix: soak_traffic.Mix, rate: float, capacity: float | N
     lines += ["", "| kind | status | count | expected |", "|---|---|---|---|"]
     lines += [f"| {k} | {s} | {n} | {'yes' if ok else '**no**'} |" for (k, s, ok), n in sorted(outcomes.items())]
     unexpected = sum(not r[4] for r in rows)
-    verdict = _verdict(minutes, unexpected, result["not_sent"], log_errors)
+    verdict = _verdict(minutes, len(rows), unexpected, result["not_sent"], log_errors)
     lines += ["", *verdict["lines"]]
     return "\n".join(lines), {"rate": rate, "capacity": capacity, "minutes": minutes,
                               "outcomes": [[k, s, ok, n] for (k, s, ok), n in outcomes.items()],
                               "skipped": mix.skipped, **verdict["numbers"]}
 
 
-def _verdict(minutes: list[dict], unexpected: int, not_sent: int, log_errors: int) -> dict:
+def _verdict(minutes: list[dict], answers: int, unexpected: int, not_sent: int, log_errors: int) -> dict:
     rss = [m["rss_mb"] for m in minutes if m["rss_mb"] is not None]
     growth = (rss[-1] - rss[0]) / rss[0] if len(rss) > 1 else None  # from the end of minute 1
     p99 = [m["p99_ms"] for m in minutes]
     # Drift: the last third of the run against the second to fourth minutes (the first warms up).
     early, late = p99[1:4] or p99, p99[-max(1, len(p99) // 3):]
     drift = float(np.median(late) / np.median(early)) if early else None
-    lines = [(f"Unexpected answers: {unexpected}. Requests the client could not start (over "
+    lines = [f"Answers: {answers:,} (the sum of either table above).",
+             (f"Unexpected answers: {unexpected}. Requests the client could not start (over "
               f"{MAX_IN_FLIGHT} in flight): {not_sent}. Error lines in the server log: {log_errors}."),
              f"RSS growth after the first minute: {growth:+.1%}." if growth is not None else "RSS: not measured.",
              f"p99 of the last third / p99 of minutes 2-4: {drift:.2f}." if drift is not None else ""]
-    return {"lines": lines, "numbers": {"unexpected": unexpected, "not_sent": not_sent, "rss_growth": growth,
+    return {"lines": lines, "numbers": {"answers": answers, "unexpected": unexpected, "not_sent": not_sent,
+                                        "rss_growth": growth,
                                         "p99_drift": drift, "server_log_errors": log_errors}}
 
 

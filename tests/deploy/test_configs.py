@@ -1,10 +1,12 @@
 """The deployment files pass their own tools' checks: hadolint, compose, nginx -t, promtool."""
 
 import json
+import re
 
 import pytest
 import yaml
 
+from service.settings import Settings
 from tests.conftest import free_port
 from tests.deploy.tools import DEPLOY, ROOT, local_nginx_config, nginx_command, run, tool
 
@@ -71,3 +73,16 @@ def test_grafana_provisioning_points_at_the_dashboard_and_datasource():
     dashboard = json.loads((DEPLOY / "grafana/dashboards/modelserve.json").read_text())
     uids = {panel["datasource"]["uid"] for panel in dashboard["panels"]}
     assert uids == {datasources[0]["uid"]}
+
+
+def test_nginx_closes_idle_upstream_connections_before_the_replicas_do():
+    """Else nginx may send a request on a connection a replica is closing: infer is retried on
+    the next replica, /v2/repository/... is not (docs/RELIABILITY.md)."""
+    upstream = re.search(r"upstream modelserve \{(.*?)\}", (DEPLOY / "nginx" / "nginx.conf").read_text(), re.DOTALL)
+    idle = re.search(r"^\s*keepalive_timeout (\d+)s;", upstream[1], re.MULTILINE)
+    assert idle, "deploy/nginx/nginx.conf: the upstream block sets no keepalive_timeout (nginx's default is 60 s)"
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    replicas = compose["services"]["modelserve"].get("environment") or {}
+    replica_idle = float(dict(replicas).get("MODELSERVE_KEEP_ALIVE_TIMEOUT_S",
+                                              Settings.model_fields["keep_alive_timeout_s"].default))
+    assert int(idle[1]) < replica_idle
