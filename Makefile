@@ -40,7 +40,7 @@ test: install-dev deploy-test-tools browser-test-tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install-dev
-	$(BIN)/ruff check service training tests bench
+	$(BIN)/ruff check service training tests bench docs
 
 train: install-dev
 	$(BIN)/python -m training all

@@ -1,13 +1,17 @@
 #!/bin/sh
 # Tools the deploy checks in tests/deploy run, from Debian when missing: nginx (nginx -t and the
-# topology test), promtool (package prometheus) and docker-compose (compose config). `make test`
-# runs this first. Without apt-get or root, nothing is installed and those tests skip, saying why.
+# topology test), promtool (package prometheus) and docker-compose (compose config); curl and jq
+# for tests/docs. `make test` runs this first. Without apt-get or root, nothing is installed and
+# those tests skip, saying why.
 set -u
 PATH="$PATH:/usr/sbin:/sbin"
 missing=""
 command -v nginx >/dev/null 2>&1 || missing="$missing nginx"
 command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
 command -v docker-compose >/dev/null 2>&1 || missing="$missing docker-compose"
+# tests/docs run docs/TASKS.md's examples as a reader would: curl, piped into jq.
+command -v curl >/dev/null 2>&1 || missing="$missing curl"
+command -v jq >/dev/null 2>&1 || missing="$missing jq"
 [ -z "$missing" ] && exit 0
 if ! command -v apt-get >/dev/null 2>&1 || [ "$(id -u)" != 0 ]; then
     echo "deploy checks: missing$missing and no apt-get as root to install them; those tests will skip"

@@ -9,7 +9,8 @@ from docs import tasks_doc
 from tests.conftest import ROOT
 
 MISSING = [tool for tool in ("bash", "curl", "jq") if shutil.which(tool) is None]
-pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"the doc's commands need {', '.join(MISSING)}")
+pytestmark = pytest.mark.skipif(
+    bool(MISSING), reason=f"docs/TASKS.md's commands need {', '.join(MISSING)} (deploy/test-tools.sh installs them)")
 
 REGENERATE = "regenerate with `.venv/bin/python -m docs.tasks_doc` and review the diff"
 
