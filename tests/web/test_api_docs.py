@@ -4,7 +4,6 @@ from scripts the service serves itself (they used to come from a CDN, and the pa
 from urllib.parse import urlsplit
 
 import httpx
-import pytest
 
 OPERATIONS = ["/v2/models/{name}/infer", "/v1/models/{name}:predict", "/v2/models/{name}/generate"]
 
@@ -47,10 +46,11 @@ def test_redoc_lists_the_operations_offline(page, site):
     assert set(aborted) <= {"https://cdn.redoc.ly/redoc/logo-mini.svg"}
 
 
-@pytest.mark.parametrize("name", ["swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js"])
-def test_the_assets_need_no_api_key(serve_repository, tmp_path, name):
+def test_the_pages_and_their_assets_need_no_api_key(serve_repository, tmp_path):
     url = serve_repository(tmp_path, env={"MODELSERVE_API_KEYS": "secret"})
-    assert httpx.get(f"{url}/docs").status_code == 200
-    answer = httpx.get(f"{url}/web/docs/{name}")
-    assert answer.status_code == 200 and len(answer.content) > 100_000
+    assert httpx.get(f"{url}/docs").status_code == 200 and httpx.get(f"{url}/redoc").status_code == 200
+    for name in ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js"):
+        answer = httpx.get(f"{url}/web/docs/{name}")
+        assert answer.status_code == 200 and len(answer.content) > 100_000, name
     assert httpx.get(f"{url}/web/docs/..%2Fweb.py").status_code == 404
+    assert httpx.get(f"{url}/v2/models/x").status_code == 401  # the key still guards the rest
