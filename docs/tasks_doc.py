@@ -12,8 +12,9 @@ The convention, for anyone adding an example to a doc:
 - The fenced block right after it (only blank lines between) is its answer, filled in by this
   script: ```json (stdout parsed as JSON, one document or one per line, pretty-printed to fit
   100 columns) or ```text (stdout as it is: server-sent events, status lines). Write it empty.
-- An example with no answer block must print nothing: it writes a file (`-o docs/images/x.png`),
-  and that file is what is rewritten, or compared byte for byte.
+- An example with no answer block must print nothing: it writes files (`-o docs/images/x.png`;
+  such a block may hold several curls), and those are what is rewritten, or compared byte for
+  byte. Write under docs/: the commands run in a scratch copy of it, never in the checkout.
 - A ```sh block with no such curl (`NINE='[...]'`) is setup: it runs before each later example.
 - An answer block whose info string ends in `varies` (```text varies) is written but never
   compared: timings, anything not deterministic. Say so in the prose too.
