@@ -3,12 +3,12 @@ and /generate_stream (server-sent events, one JSON object per `data:` line, as T
 
 import logging
 
-import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from service.errors import InvalidInput, ServiceError
 from service.imaging import b64, grid_png, png
+from service.json_encoding import dumps
 from service.protocol import generate_schemas as schemas
 from service.protocol.responses import JSONResponse
 from service.protocol.task_schemas import ERRORS
@@ -84,7 +84,7 @@ async def _server_sent(model, fmt: str, events):
 
 
 def _sse(document: dict) -> bytes:
-    return b"data: " + orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n\n"
+    return b"data: " + dumps(document) + b"\n\n"
 
 
 def _event(model, fmt: str, event) -> dict:

@@ -132,6 +132,19 @@ def test_flow_log_density_is_exact(url):
     assert [p["bits_per_dim"] for p in predictions] == pytest.approx(-log_p / (2 * math.log(2)), rel=1e-5)
 
 
+def test_a_log_density_of_minus_infinity_arrives_as_minus_infinity(tmp_path, serve_repository):
+    # orjson wrote it as null, which a client cannot tell from NaN or +inf.
+    builders.write(tmp_path, "singular", {"task": "flow", "data": {"shape": [2]}},
+                   {"forward.onnx": builders.flow_forward_singular(), "inverse.onnx": builders.flow_inverse()})
+    url = serve_repository(tmp_path)
+    response = post(url, "/v1/models/singular:predict", {"instances": [[0.0, 1.0], [1.0, 0.0]]})
+    assert response.status_code == 200
+    assert '"log_density":-Infinity,"bits_per_dim":Infinity' in response.text
+    singular, regular = response.json()["predictions"]  # httpx reads it with Python's json
+    assert singular == {"log_density": -math.inf, "bits_per_dim": math.inf}
+    assert regular["log_density"] == pytest.approx(-0.5 - math.log(2 * math.pi))
+
+
 def test_vae_predict_gives_latent_mean_and_log_var(url):
     (prediction,) = post(url, "/v1/models/vae:predict", {"instances": [DIGIT]}).json()["predictions"]
     mean = builders.to_network(RAW) @ builders.ENCODER_E
