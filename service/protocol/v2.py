@@ -51,7 +51,11 @@ async def ready(dataplane: DataPlaneDep):
 def _metadata_routes(path: str) -> None:
     """Each model route exists with and without /versions/{version}."""
 
-    @router.get(path, response_model=schemas.ModelMetadata, responses=schemas.ERRORS, summary="Model metadata")
+    # exclude_unset: a tensor's `parameters` appear only when it has some (an optional input).
+    @router.get(
+        path, response_model=schemas.ModelMetadata, response_model_exclude_unset=True,
+        responses=schemas.ERRORS, summary="Model metadata",
+    )
     async def model_metadata(dataplane: DataPlaneDep, name: str, version: str | None = None):
         return dataplane.model_metadata(name, version)
 
