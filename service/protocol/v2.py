@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from service.dataplane import DataPlane
+from service.errors import InvalidInput
 from service.protocol import v2_schemas as schemas
 from service.protocol.body import read_body
 from service.protocol.responses import JSONResponse
@@ -89,6 +90,11 @@ async def infer_response(
     body = await read_body(request, request.app.state.settings.max_request_bytes)
     # The model is resolved first so an unknown model is a 404 whatever the body holds.
     dataplane.model(name, version)
+    if request.headers.get("content-type", "").startswith("multipart/"):
+        raise InvalidInput(
+            "this route takes a V2 inference request: JSON, or JSON followed by binary tensors "
+            f"(Inference-Header-Content-Length); upload files to POST /v1/models/{name}:predict"
+        )
     parsed = decode_request(body, request.headers.get(HEADER_LENGTH), limits)
     model, outputs = await dataplane.infer(name, version, parsed.inputs, parsed.datatypes, parsed.output_names)
     return encode_response(model.name, str(model.version), outputs, parsed)

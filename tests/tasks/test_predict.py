@@ -188,6 +188,32 @@ def test_errors_name_the_problem(url, path, body, status, names):
     assert names in response.json()["error"]
 
 
+def test_every_missing_feature_is_named(url):
+    patient = {k: v for k, v in PATIENT.items() if k not in ("bmi", "s5")}
+    response = post(url, "/v1/models/regressor:predict", {"instances": [{**patient, "weight": 80, "height": 1.8}]})
+    assert response.status_code == 400
+    assert response.json()["error"].startswith(
+        "instances[0]: unknown features 'weight', 'height'; missing features 'bmi', 's5'; the features are: age, sex")
+
+
+def test_a_form_upload_to_v2_infer_is_pointed_at_predict(url):
+    response = httpx.post(f"{url}/v2/models/classifier/infer", files={"file": ("seven.png", png_bytes(RAW * 15), "image/png")})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert "takes a V2 inference request" in error and "POST /v1/models/classifier:predict" in error
+
+
+@pytest.mark.parametrize("path, meant", [
+    ("/v1/models/classifier/predict", "/v1/models/classifier:predict"),
+    ("/v1/models/classifier/versions/1/predict", "/v1/models/classifier/versions/1:predict"),
+    ("/v1/models/vae/reconstruct", "/v1/models/vae:reconstruct"),
+])
+def test_a_slash_for_the_colon_is_a_404_that_says_so(url, path, meant):
+    response = post(url, path, {"instances": [DIGIT]})
+    assert response.status_code == 404 and f"POST {meant}" in response.json()["error"]
+    assert httpx.get(f"{url}{path}").status_code == 404
+
+
 def test_bodies_that_are_not_json_objects_are_400s(url):
     for content in (b'{"instances": [[NaN]]}', b"[1, 2]", b"instances=1"):
         response = httpx.post(f"{url}/v1/models/classifier:predict", content=content)
