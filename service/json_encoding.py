@@ -2,10 +2,12 @@
 
 orjson writes every non-finite float as null, so a client could not tell -inf from +inf from
 NaN. Python's json and tritonclient read the three tokens. The fast path stays orjson alone:
-for a document, orjson's output holds no `null` unless it held a None or a non-finite float, so
-only then is the document searched; for a tensor, one vectorised np.isfinite decides.
+orjson's output holds no `null` unless the document held a None or a non-finite float, so only
+then is the document searched and written again. V2 tensors are checked before, array by array
+(measured: searching a long output for `null` costs a quarter of writing it, np.isfinite 0.2%).
 """
 
+import math
 from typing import Any
 
 import numpy as np
@@ -26,7 +28,11 @@ def dumps(content: Any) -> bytes:
 
 def float_array(array: np.ndarray) -> np.ndarray | orjson.Fragment:
     """`array` as orjson takes it: itself, or when it holds a non-finite float, its JSON text."""
-    if array.dtype.kind != "f" or np.isfinite(array).all():
+    if array.dtype.kind != "f":
+        return array
+    # A numpy call costs more than a Python loop over a few numbers (a one-row answer).
+    finite = all(map(math.isfinite, array.ravel().tolist())) if array.size <= 64 else np.isfinite(array).all()
+    if finite:
         return array
     return orjson.Fragment(_array_json(array))
 

@@ -39,3 +39,13 @@ def test_float_array_leaves_finite_and_non_float_arrays_alone():
     integers = np.arange(3)
     assert float_array(integers) is integers
     assert orjson.dumps({"x": float_array(np.array([np.nan, 1.0]))}) == b'{"x":[NaN,1.0]}'
+
+
+@pytest.mark.parametrize("size", [3, 64, 65, 4096])
+def test_small_and_large_arrays_take_the_same_answer(size):
+    # Up to 64 elements are checked in Python, more with np.isfinite: both must find the same.
+    array = np.linspace(-1, 1, size, dtype=np.float32)
+    assert float_array(array) is array
+    array[size // 2], array[-1] = np.inf, np.nan
+    read = json.loads(orjson.dumps(float_array(array)))
+    assert read[size // 2] == math.inf and math.isnan(read[-1]) and read[0] == -1.0 and len(read) == size

@@ -62,17 +62,21 @@ def _inflate(body: bytes, encoding: str, limit: int) -> bytes:
 async def read_json_object(request: Request) -> dict:
     """A body's JSON object whatever its Content-Type says: tritonclient sends none, curl sends
     form-urlencoded, some clients text/plain. An empty body is `{}`, as it is for Triton."""
-    state = request.app.state
-    body = await read_body(request, state.settings.max_request_bytes)
-    document = parse_json(body, state.limits.max_json_depth)
+    document = await _read_json(request)
     if not isinstance(document, dict):
         raise InvalidInput("the request body must be a JSON object")
     return document
 
 
+async def _read_json(request: Request):
+    state = request.app.state
+    body = await read_body(request, state.settings.max_request_bytes)
+    return parse_json(body, state.limits.max_json_depth)
+
+
 async def read_model(request: Request, model: type[M]) -> M:
     """The body as a pydantic `model`, with the 400 the app's validation handler would give."""
-    document = await read_json_object(request)
+    document = await _read_json(request)
     try:
         return model.model_validate(document)
     except ValidationError as exc:

@@ -18,7 +18,6 @@ from service.errors import InvalidInput
 from service.json_encoding import float_array
 
 HEADER_LENGTH = "inference-header-content-length"
-_NUMPY_JSON = orjson.OPT_SERIALIZE_NUMPY
 
 
 @dataclass(frozen=True)
@@ -355,7 +354,7 @@ def encode_response(
     document = {"model_name": model_name, "model_version": model_version, "outputs": tensors}
     if request.id is not None:
         document["id"] = request.id
-    header = orjson.dumps(document, option=_NUMPY_JSON)
+    header = orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
     if not chunks:
         return header, {"content-type": "application/json"}
     headers = {"content-type": "application/octet-stream", "inference-header-content-length": str(len(header))}
