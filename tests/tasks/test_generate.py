@@ -191,6 +191,17 @@ def test_a_client_that_fills_only_the_required_inputs_generates(tmp_path, serve_
         client.close()
 
 
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/octet-stream"])
+def test_bodies_are_json_whatever_their_content_type_and_empty_is_all_defaults(url, content_type):
+    headers = {"content-type": content_type} if content_type else {}
+    response = httpx.post(f"{url}/v2/models/gan/generate", content=b'{"num_samples": 2}', headers=headers)
+    assert response.status_code == 200 and len(response.json()["samples"]) == 2
+    empty = httpx.post(f"{url}/v2/models/gan/generate", content=b"", headers=headers)
+    assert empty.status_code == 200 and len(empty.json()["samples"]) == 1 and empty.json()["temperature"] == 1.0
+    no_inputs = httpx.post(f"{url}/v2/models/gan/infer", content=b"", headers=headers)
+    assert no_inputs.status_code == 400 and "'inputs' must be a list" in no_inputs.json()["error"]
+
+
 def test_generations_count_their_samples_in_metrics(url):
     before = metric(url, "modelserve_inference_count_total", "flow")
     generate(url, "flow", num_samples=7)
