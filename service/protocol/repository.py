@@ -36,7 +36,7 @@ class LoadRequest(BaseModel):
 # only when its Content-Type says so, and tritonclient's load and unload send none.
 @router.post(
     "/repository/index", response_model=list[IndexRow], tags=["Model repository"], summary="Repository index",
-    openapi_extra=body_schema(IndexRequest),
+    responses={400: ERRORS[400]}, openapi_extra=body_schema(IndexRequest),
 )
 async def repository_index(request: Request, dataplane: DataPlaneDep):
     body = await read_model(request, IndexRequest)
