@@ -11,15 +11,14 @@ from service.errors import InvalidInput
 from service.protocol import task_schemas as schemas
 from service.protocol.body import read_body, read_json_object
 from service.protocol.responses import JSONResponse
-from service.protocol.v2 import DataPlaneDep, LimitsDep
-from service.protocol.v2_codec import Limits
+from service.protocol.v2 import DataPlaneDep
 
 router = APIRouter(prefix="/v1", default_response_class=JSONResponse, tags=["Task endpoints (KServe V1)"])
 
 MAX_FORM_FILES = 256
 
 
-async def read_task_body(request: Request, limits: Limits) -> dict:
+async def read_task_body(request: Request) -> dict:
     """A task request's JSON object, or a multipart form turned into the same shape."""
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         return await _form(request, await read_body(request, request.app.state.settings.max_request_bytes))
@@ -59,9 +58,9 @@ def _task_routes(path: str) -> None:
         summary="Predict: label, value, log-density or latent code per instance",
         openapi_extra=schemas.PREDICT_BODY,
     )
-    async def predict(request: Request, dataplane: DataPlaneDep, limits: LimitsDep, name: str, version: str | None = None):
+    async def predict(request: Request, dataplane: DataPlaneDep, name: str, version: str | None = None):
         dataplane.model(name, version)  # 404 for an unknown model, whatever the body holds
-        body = await read_task_body(request, limits)
+        body = await read_task_body(request)
         _, predictions = await dataplane.predict(name, version, body)
         return JSONResponse({"predictions": predictions})
 
@@ -69,9 +68,9 @@ def _task_routes(path: str) -> None:
         f"{path}:reconstruct", response_model=schemas.ReconstructResponse, responses=schemas.ERRORS,
         summary="VAE: decode each instance's latent mean", openapi_extra=schemas.RECONSTRUCT_BODY,
     )
-    async def reconstruct(request: Request, dataplane: DataPlaneDep, limits: LimitsDep, name: str, version: str | None = None):
+    async def reconstruct(request: Request, dataplane: DataPlaneDep, name: str, version: str | None = None):
         dataplane.model(name, version)
-        body = await read_task_body(request, limits)
+        body = await read_task_body(request)
         _, predictions = await dataplane.predict(name, version, body, reconstruct=True)
         return JSONResponse({"predictions": predictions})
 
