@@ -100,6 +100,7 @@ def test_reload_swaps_atomically_under_load(repo, serve_repository):
     for thread in threads:
         thread.start()
     try:
+        wait_for(lambda: 2.0 in answers)  # on a busy machine the first reload could come first
         for step in range(2, 7):
             onnx_models.save(onnx_models.add_constant(float(step)), repo, "m", version=step)
             assert httpx.post(f"{url}/v2/repository/models/m/load", timeout=30).status_code == 200
