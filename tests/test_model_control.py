@@ -207,7 +207,7 @@ def test_repository_bodies_are_json_whatever_their_content_type(repo, serve_repo
     with httpx.Client(base_url=url) as client:
         for content_type in (None, "text/plain", "application/octet-stream", "application/x-www-form-urlencoded"):
 
-            def post(path: str, body: bytes) -> httpx.Response:
+            def post(path: str, body: bytes, content_type: str | None = content_type) -> httpx.Response:
                 request = client.build_request("POST", path, content=body)
                 if content_type is None:
                     request.headers.pop("content-type", None)
