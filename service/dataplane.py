@@ -74,7 +74,8 @@ class DataPlane:
             "platform": model.platform,
             "backend": "onnxruntime",
             "max_batch_size": max_batch,
-            "input": [{"name": s.name, "data_type": f"TYPE_{_triton_type(s.datatype)}", "dims": dims(s)} for s in model.inputs],
+            "input": [{"name": s.name, "data_type": f"TYPE_{_triton_type(s.datatype)}", "dims": dims(s), "optional": s.optional}
+                      for s in model.inputs],
             "output": [{"name": s.name, "data_type": f"TYPE_{_triton_type(s.datatype)}", "dims": dims(s)} for s in model.outputs],
             "parameters": {"task": {"string_value": model.config.task}, "provider": {"string_value": model.provider}},
         }

@@ -47,7 +47,16 @@ class Registry:
         try:
             return self._models[name]
         except KeyError:
-            raise ModelNotFound(f"unknown model '{name}'") from None
+            raise ModelNotFound(f"unknown model '{name}'; {self._listing()}") from None
+
+    def _listing(self, most: int = 20) -> str:
+        """The loaded models' names, for an error that should say what the client can ask for."""
+        names = self.names()
+        if not names:
+            return "no model is loaded (POST /v2/repository/index lists the repository)"
+        if len(names) <= most:
+            return f"the models are: {', '.join(names)}"
+        return f"the models include: {', '.join(names[:most])} (POST /v2/repository/index lists all {len(names)})"
 
     def get(self, name: str, version: str | None = None) -> ServedModel:
         return self.entry(name).resolve(version)

@@ -27,9 +27,13 @@ class TensorSpec:
     name: str
     datatype: str
     shape: tuple[int, ...]
+    optional: bool = False  # an input a request may leave out (Triton's ModelInput.optional)
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+        spec = {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+        if self.optional:  # the protocol's metadata has no such field: parameters carry it
+            spec["parameters"] = {"optional": True}
+        return spec
 
     @property
     def has_batch_axis(self) -> bool:

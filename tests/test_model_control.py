@@ -5,7 +5,10 @@ import threading
 import time
 
 import httpx
+import numpy as np
 import pytest
+import tritonclient.http as triton
+from tritonclient.utils import InferenceServerException
 
 from tests import onnx_models
 
@@ -97,6 +100,7 @@ def test_reload_swaps_atomically_under_load(repo, serve_repository):
     for thread in threads:
         thread.start()
     try:
+        wait_for(lambda: 2.0 in answers)  # on a busy machine the first reload could come first
         for step in range(2, 7):
             onnx_models.save(onnx_models.add_constant(float(step)), repo, "m", version=step)
             assert httpx.post(f"{url}/v2/repository/models/m/load", timeout=30).status_code == 200
@@ -166,3 +170,61 @@ def test_statistics_in_tritons_shape(repo, serve_repository):
     assert {(e["name"], e["version"]) for e in everything} == {("m", "1"), ("other", "1")}
     assert httpx.get(f"{url}/v2/models/m/versions/1/stats").json()["model_stats"][0]["inference_count"] == 3
     assert httpx.get(f"{url}/v2/models/nope/stats").status_code == 404
+
+
+def test_tritonclient_repository_statistics_and_infer_calls(repo, serve_repository):
+    # tritonclient sends its repository bodies ({} and {"parameters": ...}) with no Content-Type;
+    # they were 400s when the routes read JSON only under application/json.
+    url = serve_repository(repo, env=TRUSTED, args=["--model-control-mode", "explicit", "--load-model", "m"])
+    client = triton.InferenceServerClient(url.removeprefix("http://"))
+    try:
+        rows = {(r["name"], r.get("version", "")): r["state"] for r in client.get_model_repository_index()}
+        assert rows[("m", "1")] == "READY" and rows[("other", "")] == "UNAVAILABLE"
+        client.load_model("other")
+        assert client.is_model_ready("other") and answer(url, "other") == 11.0
+        client.unload_model("other")
+        assert not client.is_model_ready("other")
+        with pytest.raises(InferenceServerException, match="not accepted"):
+            client.load_model("m", config='{"backend": "onnxruntime"}')
+        with pytest.raises(InferenceServerException, match="no model folder named 'nowhere'"):
+            client.load_model("nowhere")
+
+        x = triton.InferInput("x", [1, 1], "FP32")
+        x.set_data_from_numpy(np.array([[1.0]], np.float32))
+        assert client.infer("m", [x]).as_numpy("y").tolist() == [[2.0]]
+        assert client.infer("m", [x], model_version="1").as_numpy("y").tolist() == [[2.0]]
+        everything = client.get_inference_statistics()["model_stats"]
+        assert [(e["name"], e["version"]) for e in everything] == [("m", "1")]
+        assert client.get_inference_statistics("m")["model_stats"][0]["inference_count"] == 2
+        assert client.get_inference_statistics("m", "1")["model_stats"][0]["inference_count"] == 2
+        assert client.get_model_config("m")["input"][0]["optional"] is False
+    finally:
+        client.close()
+
+
+def test_repository_bodies_are_json_whatever_their_content_type(repo, serve_repository):
+    url = serve_repository(repo, env=TRUSTED, args=["--model-control-mode", "explicit", "--load-model", "m"])
+    with httpx.Client(base_url=url) as client:
+        for content_type in (None, "text/plain", "application/octet-stream", "application/x-www-form-urlencoded"):
+
+            def post(path: str, body: bytes, content_type: str | None = content_type) -> httpx.Response:
+                request = client.build_request("POST", path, content=body)
+                if content_type is None:
+                    request.headers.pop("content-type", None)
+                else:
+                    request.headers["content-type"] = content_type
+                return client.send(request)
+
+            assert post("/v2/repository/models/other/load", b"").status_code == 200  # empty: {}
+            unload = post("/v2/repository/models/other/unload", b'{"parameters": {"unload_dependents": false}}')
+            assert unload.status_code == 200, (content_type, unload.text)
+            assert post("/v2/repository/models/other/load", b"{}").status_code == 200
+            ready = post("/v2/repository/index", b'{"ready": true}').json()
+            assert {(r["name"], r["version"]) for r in ready} == {("m", "1"), ("other", "1")}
+            assert len(post("/v2/repository/index", b"").json()) == 3
+            refused = post("/v2/repository/models/m/load", b'{"parameters": {"config": "{}"}}')
+            assert refused.status_code == 400 and "not accepted" in refused.json()["error"]
+            malformed = post("/v2/repository/index", b'{"ready": ')
+            assert malformed.status_code == 400 and "malformed JSON" in malformed.json()["error"]
+            wrong = post("/v2/repository/index", b'{"ready": "yes"}').json()["error"]
+            assert wrong.startswith("invalid request: body.ready"), wrong

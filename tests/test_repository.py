@@ -96,3 +96,21 @@ def test_required_provider_that_is_missing_fails_the_load(tmp_path, executor):
 def test_missing_repository_serves_nothing(tmp_path, executor):
     registry = load(tmp_path / "nowhere", executor)
     assert registry.names() == [] and registry.ready
+
+
+def test_an_unknown_name_is_answered_with_the_names_there_are(tmp_path, executor):
+    assert "no model is loaded (POST /v2/repository/index" in _not_found(load(tmp_path / "nowhere", executor), "m")
+    for i in range(3):
+        onnx_models.save(onnx_models.add_constant(i), tmp_path, f"m{i:02}")
+    assert _not_found(load(tmp_path, executor), "digits") == "unknown model 'digits'; the models are: m00, m01, m02"
+    for i in range(3, 23):
+        onnx_models.save(onnx_models.add_constant(i), tmp_path, f"m{i:02}")
+    message = _not_found(load(tmp_path, executor), "digits")
+    assert "m00, m01" in message and "m19" in message and "m20" not in message
+    assert message.endswith("(POST /v2/repository/index lists all 23)")
+
+
+def _not_found(registry: Registry, name: str) -> str:
+    with pytest.raises(ModelNotFound) as raised:
+        registry.get(name)
+    return raised.value.message

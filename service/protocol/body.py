@@ -1,10 +1,16 @@
-"""Reading request bodies within the size limit, decompressing what clients compressed."""
+"""Reading request bodies within the size limit, decompressing what clients compressed, and
+reading JSON bodies whatever their Content-Type."""
 
 import zlib
+from typing import TypeVar
 
+from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect, Request
 
 from service.errors import ClientDisconnected, InvalidInput, PayloadTooLarge
+from service.protocol.v2_codec import parse_json
+
+M = TypeVar("M", bound=BaseModel)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -51,3 +57,33 @@ def _inflate(body: bytes, encoding: str, limit: int) -> bytes:
             return b"".join(parts)
         if encoding != "gzip":  # gzip members may follow one another (RFC 1952); else it is junk
             raise InvalidInput(f"body has {len(rest)} bytes after the end of its {encoding} data")
+
+
+async def read_json_object(request: Request) -> dict:
+    """A body's JSON object whatever its Content-Type says: tritonclient sends none, curl sends
+    form-urlencoded, some clients text/plain. An empty body is `{}`, as it is for Triton."""
+    document = await _read_json(request)
+    if not isinstance(document, dict):
+        raise InvalidInput("the request body must be a JSON object")
+    return document
+
+
+async def _read_json(request: Request):
+    state = request.app.state
+    body = await read_body(request, state.settings.max_request_bytes)
+    return parse_json(body, state.limits.max_json_depth)
+
+
+async def read_model(request: Request, model: type[M]) -> M:
+    """The body as a pydantic `model`, with the 400 the app's validation handler would give."""
+    document = await _read_json(request)
+    try:
+        return model.model_validate(document)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(('body', *map(str, e['loc'])))}: {e['msg']}" for e in exc.errors())
+        raise InvalidInput(f"invalid request: {problems}") from None
+
+
+def body_schema(model: type[BaseModel]) -> dict:
+    """The OpenAPI requestBody of a route that reads its body with `read_model` (optional)."""
+    return {"requestBody": {"required": False, "content": {"application/json": {"schema": model.model_json_schema()}}}}

@@ -3,17 +3,17 @@ and /generate_stream (server-sent events, one JSON object per `data:` line, as T
 
 import logging
 
-import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from service.errors import InvalidInput, ServiceError
 from service.imaging import b64, grid_png, png
+from service.json_encoding import dumps
 from service.protocol import generate_schemas as schemas
 from service.protocol.responses import JSONResponse
 from service.protocol.task_schemas import ERRORS
 from service.protocol.v1 import read_task_body
-from service.protocol.v2 import DataPlaneDep, LimitsDep
+from service.protocol.v2 import DataPlaneDep
 from service.tasks.generative import Generation, Progress, Sample
 
 log = logging.getLogger(__name__)
@@ -41,9 +41,9 @@ def _generate_routes(path: str) -> None:
         responses={**_PNG_RESPONSE, **ERRORS}, summary="Generate samples",
         openapi_extra=schemas.GENERATE_BODY,
     )
-    async def generate(request: Request, dataplane: DataPlaneDep, limits: LimitsDep, name: str, version: str | None = None):
+    async def generate(request: Request, dataplane: DataPlaneDep, name: str, version: str | None = None):
         dataplane.model(name, version)  # 404 for an unknown model, whatever the body holds
-        params = await read_task_body(request, limits)
+        params = await read_task_body(request)
         grid_only = _wants_png(request, params)
         model, plan, generation = await dataplane.generate(name, version, params)
         if grid_only:
@@ -56,9 +56,9 @@ def _generate_routes(path: str) -> None:
         summary="Generate samples, streaming progress as server-sent events",
         openapi_extra=schemas.STREAM_BODY,
     )
-    async def generate_stream(request: Request, dataplane: DataPlaneDep, limits: LimitsDep, name: str, version: str | None = None):
+    async def generate_stream(request: Request, dataplane: DataPlaneDep, name: str, version: str | None = None):
         dataplane.model(name, version)
-        params = await read_task_body(request, limits)
+        params = await read_task_body(request)
         model, plan, events = dataplane.generate_stream(name, version, params)  # 400s happen here
         # When the client disconnects, Starlette cancels this iterator at its current await, so
         # the sampling loop stops there and runs no further graph call.
@@ -84,7 +84,7 @@ async def _server_sent(model, fmt: str, events):
 
 
 def _sse(document: dict) -> bytes:
-    return b"data: " + orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n\n"
+    return b"data: " + dumps(document) + b"\n\n"
 
 
 def _event(model, fmt: str, event) -> dict:

@@ -2,10 +2,11 @@
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.errors import InvalidInput
+from service.protocol.body import body_schema, read_model
 from service.protocol.responses import JSONResponse
 from service.protocol.v2 import DataPlaneDep
 from service.protocol.v2_schemas import ERRORS
@@ -31,14 +32,23 @@ class LoadRequest(BaseModel):
     parameters: dict[str, Any] | None = None
 
 
-@router.post("/repository/index", response_model=list[IndexRow], tags=["Model repository"], summary="Repository index")
-async def repository_index(dataplane: DataPlaneDep, body: IndexRequest | None = None):
-    return dataplane.registry.index(ready_only=bool(body and body.ready))
+# The bodies are read by read_model, not declared as parameters: FastAPI reads a body as JSON
+# only when its Content-Type says so, and tritonclient's load and unload send none.
+@router.post(
+    "/repository/index", response_model=list[IndexRow], tags=["Model repository"], summary="Repository index",
+    responses={400: ERRORS[400]}, openapi_extra=body_schema(IndexRequest),
+)
+async def repository_index(request: Request, dataplane: DataPlaneDep):
+    body = await read_model(request, IndexRequest)
+    return dataplane.registry.index(ready_only=body.ready)
 
 
-@router.post("/repository/models/{name}/load", tags=["Model repository"], responses=ERRORS, summary="Load or reload a model")
-async def load_model(dataplane: DataPlaneDep, name: str, body: LoadRequest | None = None):
-    parameters = (body.parameters if body else None) or {}
+@router.post(
+    "/repository/models/{name}/load", tags=["Model repository"], responses=ERRORS, summary="Load or reload a model",
+    openapi_extra=body_schema(LoadRequest),
+)
+async def load_model(request: Request, dataplane: DataPlaneDep, name: str):
+    parameters = (await read_model(request, LoadRequest)).parameters or {}
     # Triton's `config` and `file:` overrides let a client write files and run code: refuse them.
     refused = [key for key in parameters if key == "config" or key.startswith("file:")]
     if refused:
@@ -49,8 +59,12 @@ async def load_model(dataplane: DataPlaneDep, name: str, body: LoadRequest | Non
     return {}
 
 
-@router.post("/repository/models/{name}/unload", tags=["Model repository"], responses=ERRORS, summary="Unload a model")
-async def unload_model(dataplane: DataPlaneDep, name: str, body: LoadRequest | None = None):
+@router.post(
+    "/repository/models/{name}/unload", tags=["Model repository"], responses=ERRORS, summary="Unload a model",
+    openapi_extra=body_schema(LoadRequest),
+)
+async def unload_model(request: Request, dataplane: DataPlaneDep, name: str):
+    await read_model(request, LoadRequest)  # a malformed body is a 400 here too
     await dataplane.registry.unload(name)
     return {}
 

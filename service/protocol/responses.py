@@ -1,9 +1,10 @@
-"""A JSON response rendered by orjson (numpy arrays included)."""
+"""A JSON response rendered by orjson (numpy arrays included), non-finite floats spelt out."""
 
 from typing import Any
 
-import orjson
 from starlette.responses import JSONResponse as StarletteJSONResponse
+
+from service.json_encoding import dumps
 
 
 class JSONResponse(StarletteJSONResponse):
@@ -11,4 +12,4 @@ class JSONResponse(StarletteJSONResponse):
     # a plain Response subclass made every 200 there {"type": "string"}.
 
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+        return dumps(content)

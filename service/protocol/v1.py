@@ -4,30 +4,25 @@ The body is {"instances": [...], <task parameters>} as JSON, or a multipart form
 are the instances (images) and whose other fields are parameters.
 """
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 from starlette.datastructures import UploadFile
 
 from service.errors import InvalidInput
 from service.protocol import task_schemas as schemas
-from service.protocol.body import read_body
+from service.protocol.body import read_body, read_json_object
 from service.protocol.responses import JSONResponse
-from service.protocol.v2 import DataPlaneDep, LimitsDep
-from service.protocol.v2_codec import Limits, parse_json
+from service.protocol.v2 import DataPlaneDep
 
 router = APIRouter(prefix="/v1", default_response_class=JSONResponse, tags=["Task endpoints (KServe V1)"])
 
 MAX_FORM_FILES = 256
 
 
-async def read_task_body(request: Request, limits: Limits) -> dict:
+async def read_task_body(request: Request) -> dict:
     """A task request's JSON object, or a multipart form turned into the same shape."""
-    body = await read_body(request, request.app.state.settings.max_request_bytes)
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        return await _form(request, body)
-    document = parse_json(body, limits.max_json_depth)
-    if not isinstance(document, dict):
-        raise InvalidInput("the request body must be a JSON object")
-    return document
+        return await _form(request, await read_body(request, request.app.state.settings.max_request_bytes))
+    return await read_json_object(request)
 
 
 async def _form(request: Request, body: bytes) -> dict:
@@ -63,9 +58,9 @@ def _task_routes(path: str) -> None:
         summary="Predict: label, value, log-density or latent code per instance",
         openapi_extra=schemas.PREDICT_BODY,
     )
-    async def predict(request: Request, dataplane: DataPlaneDep, limits: LimitsDep, name: str, version: str | None = None):
+    async def predict(request: Request, dataplane: DataPlaneDep, name: str, version: str | None = None):
         dataplane.model(name, version)  # 404 for an unknown model, whatever the body holds
-        body = await read_task_body(request, limits)
+        body = await read_task_body(request)
         _, predictions = await dataplane.predict(name, version, body)
         return JSONResponse({"predictions": predictions})
 
@@ -73,12 +68,26 @@ def _task_routes(path: str) -> None:
         f"{path}:reconstruct", response_model=schemas.ReconstructResponse, responses=schemas.ERRORS,
         summary="VAE: decode each instance's latent mean", openapi_extra=schemas.RECONSTRUCT_BODY,
     )
-    async def reconstruct(request: Request, dataplane: DataPlaneDep, limits: LimitsDep, name: str, version: str | None = None):
+    async def reconstruct(request: Request, dataplane: DataPlaneDep, name: str, version: str | None = None):
         dataplane.model(name, version)
-        body = await read_task_body(request, limits)
+        body = await read_task_body(request)
         _, predictions = await dataplane.predict(name, version, body, reconstruct=True)
         return JSONResponse({"predictions": predictions})
 
 
 _task_routes("/models/{name}")
 _task_routes("/models/{name}/versions/{version}")
+
+
+def _slash_hint(path: str, endpoint: str) -> None:
+    """/v1/models/m/predict is a common slip for /v1/models/m:predict: a 404 that says so."""
+
+    @router.api_route(f"{path}/{endpoint}", methods=["GET", "POST"], include_in_schema=False)
+    async def hint(request: Request):
+        meant = request.url.path.removesuffix(f"/{endpoint}") + f":{endpoint}"
+        raise HTTPException(404, f"no route {request.url.path}: the task endpoints take a colon, POST {meant}")
+
+
+for _path in ("/models/{name}", "/models/{name}/versions/{version}"):
+    for _endpoint in ("predict", "reconstruct"):
+        _slash_hint(_path, _endpoint)

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from service.dataplane import DataPlane
+from service.errors import InvalidInput
 from service.protocol import v2_schemas as schemas
 from service.protocol.body import read_body
 from service.protocol.responses import JSONResponse
@@ -51,7 +52,11 @@ async def ready(dataplane: DataPlaneDep):
 def _metadata_routes(path: str) -> None:
     """Each model route exists with and without /versions/{version}."""
 
-    @router.get(path, response_model=schemas.ModelMetadata, responses=schemas.ERRORS, summary="Model metadata")
+    # exclude_unset: a tensor's `parameters` appear only when it has some (an optional input).
+    @router.get(
+        path, response_model=schemas.ModelMetadata, response_model_exclude_unset=True,
+        responses=schemas.ERRORS, summary="Model metadata",
+    )
     async def model_metadata(dataplane: DataPlaneDep, name: str, version: str | None = None):
         return dataplane.model_metadata(name, version)
 
@@ -85,6 +90,11 @@ async def infer_response(
     body = await read_body(request, request.app.state.settings.max_request_bytes)
     # The model is resolved first so an unknown model is a 404 whatever the body holds.
     dataplane.model(name, version)
+    if request.headers.get("content-type", "").startswith("multipart/"):
+        raise InvalidInput(
+            "this route takes a V2 inference request: JSON, or JSON followed by binary tensors "
+            f"(Inference-Header-Content-Length); upload files to POST /v1/models/{name}:predict"
+        )
     parsed = decode_request(body, request.headers.get(HEADER_LENGTH), limits)
     model, outputs = await dataplane.infer(name, version, parsed.inputs, parsed.datatypes, parsed.output_names)
     return encode_response(model.name, str(model.version), outputs, parsed)

@@ -5,6 +5,7 @@ tensor data extension reads inputs as views of the request body and writes outpu
 the response body. Limits are checked before anything is allocated from a client's numbers.
 """
 
+import json
 import math
 import struct
 from dataclasses import dataclass, field
@@ -14,9 +15,9 @@ import orjson
 
 from service.datatypes import FLOAT_TYPES, INTEGER_TYPES, numpy_dtype, v2_datatype
 from service.errors import InvalidInput
+from service.json_encoding import float_array
 
 HEADER_LENGTH = "inference-header-content-length"
-_NUMPY_JSON = orjson.OPT_SERIALIZE_NUMPY
 
 
 @dataclass(frozen=True)
@@ -62,12 +63,49 @@ def decode_request(body: bytes, header_length: str | None, limits: Limits) -> In
 
 
 def parse_json(raw: bytes | memoryview, max_depth: int, skip_key: str | None = None):
+    """A JSON document; an empty body is {}, as Triton reads it."""
+    if len(raw) == 0:
+        return {}
     try:
         document = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"malformed JSON: {exc}") from None
+        document = _with_non_finite(raw, exc)
     _check_depth(document, max_depth, skip_key)
     return document
+
+
+def _with_non_finite(raw: bytes | memoryview, error: orjson.JSONDecodeError):
+    """orjson refuses NaN, Infinity and -Infinity, which Triton writes and reads: a body that
+    holds one of them is read with Python's json, held to what orjson would check besides."""
+    data = bytes(raw)
+    if b"NaN" not in data and b"Infinity" not in data:
+        raise InvalidInput(f"malformed JSON: {error}") from None
+    try:
+        document = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidInput(f"malformed JSON: {error}") from None
+    except RecursionError:
+        raise InvalidInput("JSON nests too deep to read") from None
+    _check_text(document)
+    return document
+
+
+def _check_text(document) -> None:
+    # Python's json takes "\ud800" (a lone surrogate) into a str that cannot be encoded; orjson
+    # refuses it, and so do we.
+    stack = [document]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, str):
+            try:
+                node.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidInput("malformed JSON: str is not valid UTF-8: surrogates not allowed") from None
 
 
 def _check_depth(document, max_depth: int, skip_key: str | None) -> None:
@@ -316,7 +354,7 @@ def encode_response(
     document = {"model_name": model_name, "model_version": model_version, "outputs": tensors}
     if request.id is not None:
         document["id"] = request.id
-    header = orjson.dumps(document, option=_NUMPY_JSON)
+    header = orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
     if not chunks:
         return header, {"content-type": "application/json"}
     headers = {"content-type": "application/octet-stream", "inference-header-content-length": str(len(header))}
@@ -331,7 +369,8 @@ def json_data(array: np.ndarray, datatype: str, name: str):
             raise InvalidInput(
                 f"output '{name}' holds bytes that are not UTF-8; ask for it with binary_data"
             ) from None
-    return np.ascontiguousarray(array).reshape(-1)
+    # NaN and +-Infinity as Triton writes them; orjson alone would write null.
+    return float_array(np.ascontiguousarray(array).reshape(-1))
 
 
 def binary_bytes(array: np.ndarray, datatype: str) -> bytes | memoryview:

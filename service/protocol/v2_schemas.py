@@ -48,6 +48,9 @@ class TensorMetadata(BaseModel):
     name: str
     datatype: str
     shape: list[int] = Field(description="-1 marks a dynamic dimension")
+    parameters: dict[str, Any] | None = Field(
+        None, description='{"optional": true} for an input a request may leave out; absent when required'
+    )
 
 
 class ModelMetadata(BaseModel):

@@ -63,6 +63,10 @@ class DiffusionModel(GenerativeModel):
         self.labels = list(config.labels) if config.labels else None
         self.units = Units(data_spec(config, self.denoiser.graph.inputs[0], "denoiser input x_t"))
 
+    def required_inputs(self) -> set[str]:
+        # A class-conditional model trained without a null label cannot sample unconditionally.
+        return {"label"} if self.labels and self.config.null_label is None else set()
+
     # ------------------------------------------------------------------ planning
     def check_plan(self, plan: DiffusionParams) -> None:
         if plan.steps is not None and plan.steps > self.max_steps:

@@ -6,7 +6,7 @@ runs, so a bad request fails with 400 before a stream has started. Samples leave
 
 import secrets
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -101,7 +101,14 @@ class GenerativeModel(ServedModel):
     # ------------------------------------------------------------------ V2 signature
     @property
     def inputs(self) -> list[TensorSpec]:
-        return [*COMMON_INPUTS, *self.task_inputs]
+        # Each generation input has a default, so each is optional, save what the config makes
+        # necessary: a client that fills only the required inputs (as generic V2 tools do) works.
+        required = self.required_inputs()
+        return [replace(s, optional=s.name not in required) for s in (*COMMON_INPUTS, *self.task_inputs)]
+
+    def required_inputs(self) -> set[str]:
+        """The inputs this model cannot generate without."""
+        return set()
 
     @property
     def outputs(self) -> list[TensorSpec]:

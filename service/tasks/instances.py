@@ -59,12 +59,21 @@ def _named(item: dict, units: Units, features: list[str] | None, where: str) -> 
     unknown = [k for k in item if k not in features]
     missing = [f for f in features if f not in item]
     if unknown or missing:
-        problem = f"unknown feature '{unknown[0]}'" if unknown else f"missing feature '{missing[0]}'"
-        raise InvalidInput(f"{where}: {problem}; the features are: {', '.join(features)}")
+        problems = [f"unknown {_plural('feature', unknown)} {_quoted(unknown)}"] if unknown else []
+        problems += [f"missing {_plural('feature', missing)} {_quoted(missing)}"] if missing else []
+        raise InvalidInput(f"{where}: {'; '.join(problems)}; the features are: {', '.join(features)}")
     values = [item[f] for f in features]
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
         raise InvalidInput(f"{where}: feature values must be numbers")
     return _numbers(values, units, where)
+
+
+def _plural(word: str, items: list) -> str:
+    return word if len(items) == 1 else f"{word}s"
+
+
+def _quoted(names: list[str]) -> str:
+    return ", ".join(f"'{n}'" for n in names)
 
 
 def _b64(text: str, where: str) -> bytes:

@@ -244,7 +244,9 @@ def test_lying_bytes_length_prefix_is_400(url):
 
 def test_unknown_models_and_broken_models(url, client):
     assert httpx.get(f"{url}/v2/models/nope").status_code == 404
-    assert httpx.post(f"{url}/v2/models/nope/infer", json={"inputs": []}).json() == {"error": "unknown model 'nope'"}
+    unknown = httpx.post(f"{url}/v2/models/nope/infer", json={"inputs": []}).json()["error"]
+    assert unknown.startswith("unknown model 'nope'; the models are: badconfig, fixed, garbage, identity_bool")
+    assert unknown.endswith(", scalar, truncated, versioned")  # all 20
     assert httpx.get(f"{url}/v2/models/..%2F..%2Fetc/ready").status_code == 404
     for name, reason in [("truncated", "could not be loaded"), ("garbage", "could not be loaded"), ("badconfig", "not_a_field")]:
         response = httpx.get(f"{url}/v2/models/{name}")

@@ -120,6 +120,16 @@ def flow_forward() -> onnx.ModelProto:
     )
 
 
+# A flow singular at x0 = 0: z = x, log|det| = log|x0|, so log p(x) is -inf there.
+def flow_forward_singular() -> onnx.ModelProto:
+    return _graph(
+        [helper.make_node("Identity", ["x"], ["z"]), helper.make_node("Gather", ["x", "first"], ["x0"], axis=1),
+         helper.make_node("Abs", ["x0"], ["a"]), helper.make_node("Log", ["a"], ["log_det"])],
+        [_io("x", ["batch", 2])], [_io("z", ["batch", 2]), _io("log_det", ["batch"])],
+        {"first": np.array(0, np.int64)},
+    )
+
+
 def flow_inverse() -> onnx.ModelProto:
     return _graph(
         [helper.make_node("Mul", ["z", "two"], ["m"]), helper.make_node("Add", ["m", "one"], ["x"])],

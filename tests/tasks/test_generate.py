@@ -162,6 +162,46 @@ def test_metadata_shows_the_generation_signature_and_tritonclient_generates(url)
     client.close()
 
 
+def test_a_client_that_fills_only_the_required_inputs_generates(tmp_path, serve_repository):
+    # Generic V2 tools fill what the metadata marks required; filling every input gave
+    # "temperature does not apply to interpolate" and the like.
+    repo = builders.task_repository(tmp_path / "repo")
+    builders.write(repo, "classes", {"task": "diffusion", "data": builders.digits_data(), "labels": builders.LABELS,
+                                     "schedule": {"betas": builders.betas(10)}}, {"denoiser.onnx": builders.denoiser()})
+    url = serve_repository(repo)
+    client = triton.InferenceServerClient(url.removeprefix("http://"))
+    try:
+        for model, required in [("gan", []), ("vae", []), ("flow", []), ("diffusion", []), ("classes", ["label"])]:
+            metadata, config = client.get_model_metadata(model), client.get_model_config(model)
+            optional = {i["name"] for i in metadata["inputs"] if i.get("parameters", {}).get("optional")}
+            assert [i["name"] for i in metadata["inputs"] if i["name"] not in optional] == required, model
+            assert {i["name"] for i in config["input"] if i["optional"]} == optional, model
+            inputs = []
+            for spec in metadata["inputs"]:
+                if spec["name"] in optional:
+                    continue
+                tensor = triton.InferInput(spec["name"], [1], spec["datatype"])
+                tensor.set_data_from_numpy(np.zeros(1, triton.triton_to_np_dtype(spec["datatype"])))
+                inputs.append(tensor)
+            result = client.infer(model, inputs)
+            assert result.as_numpy("samples").shape[0] == 1, model
+        assert "parameters" not in client.get_model_metadata("classifier")["inputs"][0]
+        assert client.get_model_config("classifier")["input"][0]["optional"] is False
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/octet-stream"])
+def test_bodies_are_json_whatever_their_content_type_and_empty_is_all_defaults(url, content_type):
+    headers = {"content-type": content_type} if content_type else {}
+    response = httpx.post(f"{url}/v2/models/gan/generate", content=b'{"num_samples": 2}', headers=headers)
+    assert response.status_code == 200 and len(response.json()["samples"]) == 2
+    empty = httpx.post(f"{url}/v2/models/gan/generate", content=b"", headers=headers)
+    assert empty.status_code == 200 and len(empty.json()["samples"]) == 1 and empty.json()["temperature"] == 1.0
+    no_inputs = httpx.post(f"{url}/v2/models/gan/infer", content=b"", headers=headers)
+    assert no_inputs.status_code == 400 and "'inputs' must be a list" in no_inputs.json()["error"]
+
+
 def test_generations_count_their_samples_in_metrics(url):
     before = metric(url, "modelserve_inference_count_total", "flow")
     generate(url, "flow", num_samples=7)

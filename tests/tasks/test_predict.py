@@ -132,6 +132,19 @@ def test_flow_log_density_is_exact(url):
     assert [p["bits_per_dim"] for p in predictions] == pytest.approx(-log_p / (2 * math.log(2)), rel=1e-5)
 
 
+def test_a_log_density_of_minus_infinity_arrives_as_minus_infinity(tmp_path, serve_repository):
+    # orjson wrote it as null, which a client cannot tell from NaN or +inf.
+    builders.write(tmp_path, "singular", {"task": "flow", "data": {"shape": [2]}},
+                   {"forward.onnx": builders.flow_forward_singular(), "inverse.onnx": builders.flow_inverse()})
+    url = serve_repository(tmp_path)
+    response = post(url, "/v1/models/singular:predict", {"instances": [[0.0, 1.0], [1.0, 0.0]]})
+    assert response.status_code == 200
+    assert '"log_density":-Infinity,"bits_per_dim":Infinity' in response.text
+    singular, regular = response.json()["predictions"]  # httpx reads it with Python's json
+    assert singular == {"log_density": -math.inf, "bits_per_dim": math.inf}
+    assert regular["log_density"] == pytest.approx(-0.5 - math.log(2 * math.pi))
+
+
 def test_vae_predict_gives_latent_mean_and_log_var(url):
     (prediction,) = post(url, "/v1/models/vae:predict", {"instances": [DIGIT]}).json()["predictions"]
     mean = builders.to_network(RAW) @ builders.ENCODER_E
@@ -173,6 +186,32 @@ def test_errors_name_the_problem(url, path, body, status, names):
     response = post(url, path, body)
     assert response.status_code == status
     assert names in response.json()["error"]
+
+
+def test_every_missing_feature_is_named(url):
+    patient = {k: v for k, v in PATIENT.items() if k not in ("bmi", "s5")}
+    response = post(url, "/v1/models/regressor:predict", {"instances": [{**patient, "weight": 80, "height": 1.8}]})
+    assert response.status_code == 400
+    assert response.json()["error"].startswith(
+        "instances[0]: unknown features 'weight', 'height'; missing features 'bmi', 's5'; the features are: age, sex")
+
+
+def test_a_form_upload_to_v2_infer_is_pointed_at_predict(url):
+    response = httpx.post(f"{url}/v2/models/classifier/infer", files={"file": ("seven.png", png_bytes(RAW * 15), "image/png")})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert "takes a V2 inference request" in error and "POST /v1/models/classifier:predict" in error
+
+
+@pytest.mark.parametrize("path, meant", [
+    ("/v1/models/classifier/predict", "/v1/models/classifier:predict"),
+    ("/v1/models/classifier/versions/1/predict", "/v1/models/classifier/versions/1:predict"),
+    ("/v1/models/vae/reconstruct", "/v1/models/vae:reconstruct"),
+])
+def test_a_slash_for_the_colon_is_a_404_that_says_so(url, path, meant):
+    response = post(url, path, {"instances": [DIGIT]})
+    assert response.status_code == 404 and f"POST {meant}" in response.json()["error"]
+    assert httpx.get(f"{url}{path}").status_code == 404
 
 
 def test_bodies_that_are_not_json_objects_are_400s(url):
