@@ -59,12 +59,29 @@ async function send(path, { body, signal, method } = {}) {
   return response;
 }
 
+// The server writes non-finite floats as Python and Triton do (NaN, Infinity, -Infinity), which
+// JSON.parse rejects: outside strings, turn those bare words into tagged strings, then back.
+const NON_FINITE = { NaN: NaN, Infinity: Infinity, "-Infinity": -Infinity };
+const TAG = "\u0000nonfinite:";
+
+export function parseJSON(text) {
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    if (!/NaN|Infinity/.test(text)) throw err;
+  }
+  const tagged = text.replace(/"(?:[^"\\]|\\.)*"|-?Infinity|NaN/g, (token) =>
+    token.startsWith('"') ? token : `"\\u0000nonfinite:${token}"`);
+  return JSON.parse(tagged, (key, value) =>
+    typeof value === "string" && value.startsWith(TAG) ? NON_FINITE[value.slice(TAG.length)] : value);
+}
+
 export async function getJSON(path, options) {
-  return (await send(path, options)).json();
+  return parseJSON(await (await send(path, options)).text());
 }
 
 export async function postJSON(path, body, options = {}) {
-  return (await send(path, { ...options, body })).json();
+  return parseJSON(await (await send(path, { ...options, body })).text());
 }
 
 // POST a body and call onEvent with each server-sent event's JSON (EventSource cannot POST).
@@ -83,7 +100,7 @@ export async function streamEvents(path, body, onEvent, signal) {
       buffer = buffer.slice(end + 2);
       const data = block.split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
       if (!data) continue;
-      const event = JSON.parse(data);
+      const event = parseJSON(data);
       if (event.error) throw new ApiError(`The generation failed: ${event.error}`, 200);
       onEvent(event);
     }
