@@ -77,6 +77,7 @@ class ServedModel:
     """One loaded version of a model: its V2 signature and `infer`. Tasks subclass it."""
 
     platform = "onnxruntime_onnx"
+    peers = None  # set by the loader: (name, version) -> another loaded model (a guard's density)
 
     def __init__(self, name: str, version: int, config: ModelConfig, graphs: dict[str, GraphRunner]):
         self.name = name

@@ -1,5 +1,7 @@
 """Classification: the graph's V2 signature for tensors; label, probabilities and top-k for people."""
 
+import asyncio
+
 import numpy as np
 from pydantic import Field
 
@@ -7,6 +9,7 @@ from service.errors import InvalidInput
 from service.tasks import positional
 from service.tasks.generative import data_spec
 from service.tasks.generic import GenericModel
+from service.tasks.guard import OutOfDistributionGuard
 from service.tasks.instances import parse_instances
 from service.tasks.params import PredictParams, validate
 from service.tasks.units import Units
@@ -27,15 +30,29 @@ class ClassificationModel(GenericModel):
         classes = self.graph.graph.outputs[0].shape[-1]
         if classes > 0 and classes != len(self.labels):
             raise ValueError(f"the graph gives {classes} logits but config.yaml lists {len(self.labels)} labels")
+        self.guard = OutOfDistributionGuard(config.guard, (name, str(version))) if config.guard else None
 
     async def predict(self, body: dict) -> list[dict]:
         params = validate(ClassifyParams, body, "classification")
         if params.top_k > len(self.labels):
             raise InvalidInput(f"top_k {params.top_k} is over the model's {len(self.labels)} labels")
-        x = self.units.to_network(parse_instances(params.instances, self.units))  # (N, *shape)
-        logits = (await positional.run(self.graph, x))[0].astype(np.float64)  # (N, classes)
-        probabilities = _softmax(logits.reshape(len(x), -1))
-        return [self._prediction(row, params.top_k) for row in probabilities]
+        raw = parse_instances(params.instances, self.units)  # (N, *shape)
+        if self.guard is None:
+            probabilities = await self.probabilities(raw)
+            return [self._prediction(row, params.top_k) for row in probabilities]
+        # The guard's density and the classifier run side by side, each in its own batcher.
+        probabilities, verdicts = await asyncio.gather(self.probabilities(raw), self.guard.verdicts(raw, self.peers))
+        return [
+            {**self._prediction(row, params.top_k), **verdict}
+            if verdict["in_distribution"] or not self.guard.refuses
+            else self.guard.refusal(verdict)
+            for row, verdict in zip(probabilities, verdicts)
+        ]
+
+    async def probabilities(self, raw: np.ndarray) -> np.ndarray:
+        """(N, classes) class probabilities of raw (N, *shape); :explain calls it too."""
+        logits = (await positional.run(self.graph, self.units.to_network(raw)))[0].astype(np.float64)
+        return _softmax(logits.reshape(len(raw), -1))
 
     def _prediction(self, p: np.ndarray, top_k: int) -> dict:
         order = np.argsort(-p, kind="stable")
