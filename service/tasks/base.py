@@ -111,6 +111,9 @@ class ServedModel:
     async def reconstruct(self, body: dict) -> list[dict]:
         raise self.no_endpoint(":reconstruct")
 
+    async def explain(self, body: dict) -> list[dict]:
+        raise self.no_endpoint(":explain")
+
     def plan(self, params: dict, stream: bool = False):
         raise self.no_endpoint("generate")
 

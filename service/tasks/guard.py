@@ -11,7 +11,7 @@ import numpy as np
 
 from service import metrics
 from service.config import Guard
-from service.errors import ModelNotReady
+from service.errors import ModelNotFound, ModelNotReady
 
 Peers = Callable[[str, str | None], object]  # (name, version) -> a loaded model of the repository
 
@@ -59,7 +59,7 @@ class OutOfDistributionGuard:
             model = peers(self.spec.model, version)
         except ModelNotReady as exc:
             raise ModelNotReady(f"the guard model is not ready: {exc}") from None
-        except Exception as exc:  # unknown model or version: a configuration fault, said as such
+        except ModelNotFound as exc:  # unknown model or version: a configuration fault, said as such
             raise ModelNotReady(f"the guard model '{self.spec.model}' is not available: {exc}") from None
         if not hasattr(model, "log_density"):
             raise ModelNotReady(f"the guard model '{self.spec.model}' is a {model.config.task} model, not a density model")
