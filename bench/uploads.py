@@ -25,8 +25,8 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import Server  # noqa: E402  (a real server process, as the tests start it)
-from training import data  # noqa: E402
+from tests.conftest import Server  # a real server process, as the tests start it
+from training import data
 
 SEED = 15
 SIDES = (32, 4000)  # photo sides, drawn log-uniformly
