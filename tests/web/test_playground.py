@@ -217,3 +217,15 @@ def test_the_guard_passes_a_drawn_digit_and_flags_a_scribble_and_a_letter_live(p
         draw(page, "#classifier canvas", shape)
         page.wait_for_function("() => document.querySelector('#classifier .verdict.outside')")
         assert verdict_of(page).startswith("This does not look like a digit")
+
+
+def test_the_regressor_shows_each_features_share_as_signed_bars(page, site):
+    open_page(page, site)
+    bars = page.locator("#regressor .contributions li")
+    bars.first.wait_for()
+    assert bars.count() == 10
+    labels = [bars.nth(i).get_attribute("aria-label") for i in range(10)]
+    shares = [abs(float(label.split(": ")[1])) for label in labels]
+    assert shares == sorted(shares, reverse=True)
+    assert "average training patient" in page.locator("#regressor .contributions figcaption").inner_text()
+    screenshot(page.locator("#regressor"), "regressor-explained")
