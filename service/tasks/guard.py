@@ -30,7 +30,7 @@ class OutOfDistributionGuard:
 
     async def verdicts(self, raw: np.ndarray, peers: Peers | None) -> list[dict]:
         """Per instance of raw (N, *shape): in_distribution, log_density, percentile."""
-        log_p = await self._density_model(peers).log_density(raw)  # (N,) raw units
+        log_p = await self._density_model(peers, raw).log_density(raw)  # (N,) raw units
         inside = log_p >= self.spec.threshold
         self._flagged.inc(int((~inside).sum()))
         verdicts = [{"in_distribution": bool(ok), "log_density": float(lp)} for ok, lp in zip(inside, log_p)]
@@ -51,7 +51,7 @@ class OutOfDistributionGuard:
             **verdict,
         }
 
-    def _density_model(self, peers: Peers | None):
+    def _density_model(self, peers: Peers | None, raw: np.ndarray):
         version = None if self.spec.version is None else str(self.spec.version)
         if peers is None:
             raise ModelNotReady(f"the guard model '{self.spec.model}' cannot be reached")
@@ -63,4 +63,8 @@ class OutOfDistributionGuard:
             raise ModelNotReady(f"the guard model '{self.spec.model}' is not available: {exc}") from None
         if not hasattr(model, "log_density"):
             raise ModelNotReady(f"the guard model '{self.spec.model}' is a {model.config.task} model, not a density model")
+        if model.units.size != raw[0].size:  # a guard of another kind of data: configured wrong
+            raise ModelNotReady(
+                f"the guard model '{self.spec.model}' takes {model.units.size} values per instance, not {raw[0].size}"
+            )
         return model

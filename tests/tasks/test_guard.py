@@ -15,9 +15,9 @@ NOISE = np.random.default_rng(7).uniform(0, 16, (3, 8, 8))
 
 @pytest.fixture(scope="module")
 def url(module_server, tmp_path_factory):
-    need("digits-cnn", "digits-flow")
+    need("digits-cnn", "digits-flow", "moons-flow")
     repo = tmp_path_factory.mktemp("guarded")
-    for name in ("digits-cnn", "digits-flow"):
+    for name in ("digits-cnn", "digits-flow", "moons-flow"):
         (repo / name).symlink_to((MODELS / name).resolve(), target_is_directory=True)
     refuse = repo / "digits-cnn-refuse"
     refuse.mkdir()
@@ -27,6 +27,10 @@ def url(module_server, tmp_path_factory):
     lonely.mkdir()
     (lonely / "1").symlink_to(latest("digits-cnn").resolve(), target_is_directory=True)
     (lonely / "config.yaml").write_text("guard: {model: no-such-flow}\n")
+    moons = repo / "digits-cnn-moons-guard"  # a density of 2-D points guarding 8x8 digits
+    moons.mkdir()
+    (moons / "1").symlink_to(latest("digits-cnn").resolve(), target_is_directory=True)
+    (moons / "config.yaml").write_text("guard: {model: moons-flow}\n")
     return module_server(repo)
 
 
@@ -70,7 +74,11 @@ def test_refuse_answers_the_outsider_with_an_error_and_the_others_as_usual(url):
     assert "log-density" in refused["error"] and "threshold -147.8" in refused["error"]
 
 
-def test_a_guard_that_is_not_loaded_is_a_503_naming_it(url):
+@pytest.mark.parametrize("model, problem", [
+    ("digits-cnn-no-flow", "'no-such-flow' is not available"),
+    ("digits-cnn-moons-guard", "takes 2 values per instance, not 64"),
+])
+def test_a_guard_that_cannot_serve_is_a_503_naming_it(url, model, problem):
     digits, _, _ = held_out()
-    response = predict(url, "digits-cnn-no-flow", [digits[0].tolist()])
-    assert response.status_code == 503 and "no-such-flow" in response.json()["error"]
+    response = predict(url, model, [digits[0].tolist()])
+    assert response.status_code == 503 and problem in response.json()["error"], response.text
