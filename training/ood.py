@@ -94,6 +94,12 @@ def rotated(digits: np.ndarray) -> np.ndarray:
     return np.rot90(digits, k=1, axes=(2, 3)).copy()
 
 
+def names() -> dict[str, list[str]]:
+    """What each image of the sets made without randomness is, in order (for the card)."""
+    letters_in_order = [c for _ in LETTER_SIZES for _ in LETTER_STROKES for c in string.ascii_uppercase]
+    return {"blank and constant": [f"level {v}" for v in range(17)], "letters A-Z": letters_in_order}
+
+
 def sets(test_digits: np.ndarray, seed: int) -> dict[str, np.ndarray]:
     """Every out-of-distribution set of the guard's measurement, by name."""
     n = len(test_digits)
