@@ -86,12 +86,12 @@ class PixelBackground:
         return self.log_p[np.arange(levels.shape[1]), levels].sum(1)
 
 
-def measure(score, split: data.Split) -> dict:
+def measure(score, split: data.Split, outsiders: dict[str, np.ndarray]) -> dict:
     """A score's threshold (validation), false flags (test) and AUROC per out-of-distribution set."""
     val, test = score(split.x_val), score(split.x_test)
     threshold = float(np.quantile(val, FALSE_POSITIVE_RATE))
     sets, named = {}, ood.names()
-    for name, x in ood.sets(split.x_test, OOD_SEED).items():
+    for name, x in outsiders.items():
         s = score(x)
         sets[name] = {"count": len(x), "auroc": round(auroc(test, s), 4),
                       "flag_rate": round(float(np.mean(s < threshold)), 4),
@@ -113,9 +113,10 @@ def guard(density: FlowDensity, split: data.Split, flow_version: int) -> tuple[d
     The raw log-density is the guard's score: it meets every target. The likelihood ratio against
     PixelBackground is measured beside it, as the published fix for flows that prefer simple
     inputs (the card says what it would gain and lose)."""
-    raw = measure(density, split)
+    outsiders = ood.sets(split.x_test, OOD_SEED)
+    raw = measure(density, split, outsiders)
     background = PixelBackground(split.x_train)
-    ratio = measure(lambda x: density(x) - background(x), split)
+    ratio = measure(lambda x: density(x) - background(x), split, outsiders)
     config = {
         "model": GUARD_MODEL,
         "version": flow_version,
@@ -162,14 +163,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, default=Path("models"), help="the model repository root")
     args = parser.parse_args(argv)
     flow_dir = latest_version(args.output / GUARD_MODEL)
-    split = data.digits()
-    guard_config, guard_card = guard(FlowDensity(flow_dir), split, int(flow_dir.name))
-    for name in CLASSIFIERS:
-        vdir = latest_version(args.output / name)
-        if vdir is not None:
-            update(vdir, "guard", guard_config, "guard", guard_card)
-            print(f"{name}: guard threshold {guard_config['threshold']} written to {vdir}")
-    print(json.dumps(guard_card, indent=1))
+    if flow_dir is None:
+        print(f"no {GUARD_MODEL} in {args.output}: the classifiers get no guard")
+    else:
+        guard_config, guard_card = guard(FlowDensity(flow_dir), data.digits(), int(flow_dir.name))
+        for name in CLASSIFIERS:
+            vdir = latest_version(args.output / name)
+            if vdir is not None:
+                update(vdir, "guard", guard_config, "guard", guard_card)
+                print(f"{name}: guard threshold {guard_config['threshold']} written to {vdir}")
+        print(json.dumps({k: v for k, v in guard_card.items() if k != "alternative"}, indent=1))
     regressor = latest_version(args.output / REGRESSOR)
     if regressor is not None:
         patients = data.diabetes()
