@@ -6,7 +6,8 @@ crash-<sha1> and stops. Targets, each fed raw bytes:
   v2         V2 infer body and Inference-Header-Content-Length (JSON and binary tensors)
   task       a :predict / generate JSON body: instances (numbers, named features, base64
              images) and the generation parameters
-  image      an uploaded image (PNG or JPEG, through Pillow)
+  image      an uploaded image (PNG or JPEG, through Pillow), resized whole and prepared as
+             the digits were (service/ink.py: crop to the ink, fit, area average)
   multipart  a multipart/form-data :predict body (files are instances, fields parameters)
   inflate    a gzip or deflate Content-Encoding body
 
@@ -38,11 +39,11 @@ except ImportError:  # the Hypothesis engine below needs no native build
 def _setup() -> None:
     """Import what is fuzzed (under atheris' instrumentation, when it runs) and build fixtures."""
     global InvalidInput, Limits, ServiceError, HTTPException, decode_request, parse_json, Request
-    global parse_instances, validate, LatentParams, decode_ink, v1, inflate, LIMITS, DIGITS, TABLE
+    global parse_instances, validate, LatentParams, decode_ink, v1, inflate, LIMITS, DIGITS, TABLE, PREPARE
     from starlette.exceptions import HTTPException
     from starlette.requests import Request
 
-    from service.config import DataSpec
+    from service.config import DataSpec, ImagePrep
     from service.errors import InvalidInput, ServiceError
     from service.imaging import decode_ink
     from service.protocol import v1
@@ -56,6 +57,7 @@ def _setup() -> None:
     DIGITS = Units(DataSpec(shape=[1, 8, 8], raw_range=(0, 16), network_range=(-1, 1),
                             image={"height": 8, "width": 8}))
     TABLE = Units(DataSpec(shape=[4]))
+    PREPARE = ImagePrep()
 
 
 logging.getLogger("python_multipart").setLevel(logging.ERROR)  # one line per malformed input
@@ -92,6 +94,7 @@ def fuzz_task(data: bytes) -> None:
 
 def fuzz_image(data: bytes) -> None:
     decode_ink(data, 8, 8)
+    decode_ink(data, 8, 8, prepare=PREPARE)
 
 
 def fuzz_multipart(data: bytes) -> None:

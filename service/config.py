@@ -33,9 +33,23 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ImagePrep(Strict):
+    """How an upload becomes a sample like the training data's (docs/MODEL_REPOSITORY.md)."""
+
+    work_size: int = Field(512, ge=8, le=4096)  # area-averaged down to this longer side first
+    polarity: Literal["auto", "dark_ink", "light_ink"] = "auto"  # auto: paper is the median grey
+    denoise: int = Field(3, ge=0, le=9)  # median filter (px) used to find the ink, 0: none
+    ink_threshold: float = Field(0.25, gt=0, lt=1)  # share of the strongest ink that is ink
+    crop_trim: float = Field(0.01, ge=0, lt=0.25)  # ink mass ignored at each edge (specks)
+    margin: float = Field(0.0, ge=0, lt=0.5)  # share of the square's side left blank each side
+    min_side: int = Field(8, ge=1)  # smaller uploads are refused
+    min_contrast: float = Field(0.1, gt=0, lt=1)  # weaker ink (of the grey range) is no ink
+
+
 class ImageSpec(Strict):
     height: int = Field(gt=0, le=4096)
     width: int = Field(gt=0, le=4096)
+    prepare: ImagePrep | None = None  # None: the whole upload is resized (no crop)
 
 
 class DataSpec(Strict):
@@ -95,6 +109,25 @@ class VersionPolicy(Strict):
         return ordered
 
 
+class Guard(Strict):
+    """An out-of-distribution guard: a density model of the same repository and a threshold on
+    its log-density, calibrated by training (docs/MODELS.md); `action` is the operator's."""
+
+    # Optional one by one: a model-level file may hold only the action; the task checks the merge.
+    model: str | None = Field(None, min_length=1)
+    version: int | None = Field(None, ge=1)  # None: the guard model's latest
+    threshold: float | None = None  # log-density (raw units) under which an instance is outside
+    false_positive_rate: float | None = Field(None, ge=0, le=1)  # on validation, for the card
+    percentiles: list[float] | None = Field(None, min_length=2)  # validation log-densities, 0..100%
+    action: Literal["flag", "refuse"] = "flag"
+
+
+class ExplainSpec(Strict):
+    """Defaults of :explain: the input that stands for "no information" (raw units)."""
+
+    baseline: list[float] | None = None
+
+
 class ModelConfig(Strict):
     task: Task = "generic"
     description: str | None = None
@@ -119,6 +152,8 @@ class ModelConfig(Strict):
     default_steps: int | None = Field(None, gt=0)
     max_steps: int | None = Field(None, gt=0)
     null_label: int | None = Field(None, ge=0)
+    guard: Guard | None = None
+    explain: ExplainSpec | None = None
 
     @model_validator(mode="after")
     def _graph_roles_match_task(self) -> "ModelConfig":
@@ -155,7 +190,11 @@ def read_yaml(path: Path) -> dict[str, Any]:
 def build_config(model_level: dict[str, Any], version_level: dict[str, Any]) -> ModelConfig:
     """Merge a version's fields over the model's and validate the result."""
     try:
-        return ModelConfig.model_validate({**model_level, **version_level})
+        merged = {**model_level, **version_level}
+        # The guard is calibrated per version, its action is the operator's: both levels merge.
+        if isinstance(model_level.get("guard"), dict) and isinstance(version_level.get("guard"), dict):
+            merged["guard"] = {**version_level["guard"], **model_level["guard"]}
+        return ModelConfig.model_validate(merged)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in exc.errors()

@@ -109,6 +109,14 @@ class DataPlane:
             outcome.items = len(predictions)
         return model, predictions
 
+    async def explain(self, name: str, version: str | None, body: dict) -> tuple[ServedModel, list[dict]]:
+        """KServe V1 :explain: one attribution per input feature, per instance."""
+        model = self.model(name, version)
+        with _Outcome(model) as outcome:
+            explanations = await model.explain(body)
+            outcome.items = len(explanations)
+        return model, explanations
+
     async def generate(self, name: str, version: str | None, params: dict) -> tuple[ServedModel, Any, Generation]:
         """Plan a generation from its parameters and run it: (model, plan, generation)."""
         model = self.model(name, version)

@@ -12,24 +12,50 @@ import math
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from service import ink as ink_steps
+from service.config import ImagePrep
 from service.errors import InvalidInput
 
 FORMATS = ("PNG", "JPEG")
 MAX_PIXELS = 4096 * 4096  # checked before decoding, so a small file cannot unpack into gigabytes
+MAX_REQUEST_PIXELS = 4 * MAX_PIXELS  # all the images of one request together
+
+
+class PixelBudget:
+    """The decoded pixels one request may still spend (MAX_REQUEST_PIXELS), checked before decoding."""
+
+    def __init__(self, pixels: int = MAX_REQUEST_PIXELS):
+        self.left = pixels
+
+    def spend(self, pixels: int, what: str) -> None:
+        if pixels > self.left:
+            raise InvalidInput(
+                f"{what} would take the request over {MAX_REQUEST_PIXELS} decoded pixels "
+                f"(MAX_REQUEST_PIXELS, all images together); send fewer or smaller images"
+            )
+        self.left -= pixels
 GRID_CELL_PX = 32  # grid cells are scaled up to at least this size to be seen
 
 
-def decode_ink(data: bytes, height: int, width: int, what: str = "image") -> np.ndarray:
-    """A PNG or JPEG as ink (height, width) in [0, 1]: grayscale, inverted if needed, resized."""
+def decode_ink(data: bytes, height: int, width: int, what: str = "image", prepare: ImagePrep | None = None,
+               budget: PixelBudget | None = None) -> np.ndarray:
+    """A PNG or JPEG as ink (height, width) in [0, 1]: grayscale, inverted if needed, resized;
+    with `prepare`, cropped to its ink and fitted as the training data was (service/ink.py)."""
     try:
         image = Image.open(io.BytesIO(data), formats=FORMATS)
         if image.width * image.height > MAX_PIXELS:
-            raise InvalidInput(f"{what} is {image.width}x{image.height} pixels; at most {MAX_PIXELS} are accepted")
+            raise InvalidInput(
+                f"{what} is {image.width}x{image.height} pixels; at most {MAX_PIXELS} (MAX_PIXELS) are accepted"
+            )
+        if budget is not None:
+            budget.spend(image.width * image.height, what)
         image = ImageOps.exif_transpose(image)  # phone photos carry their rotation in EXIF
         image.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         raise InvalidInput(f"{what} is not a PNG or JPEG image") from None
     gray = np.asarray(_on_white(image).convert("L"), dtype=np.float64) / 255.0  # (H, W), 1 = white
+    if prepare is not None:
+        return ink_steps.prepare(gray, height, width, prepare, what)
     if _border_brighter_than_centre(gray):
         gray = 1.0 - gray
     # BOX averages every source pixel into the target one: right for shrinking photos, and

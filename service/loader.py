@@ -76,8 +76,9 @@ class ModelEntry:
 class ModelLoader:
     """Turns folders of the repository into ModelEntries."""
 
-    def __init__(self, root: Path, settings: Settings, executor: Executor):
+    def __init__(self, root: Path, settings: Settings, executor: Executor, peers=None):
         self.root = root
+        self._peers = peers  # the registry's lookup, for models that use another (a guard)
         self._settings = settings
         self._executor = executor
 
@@ -167,9 +168,11 @@ class ModelLoader:
             stats = runner.stats
             graphs[role] = runner
         try:
-            return model_class(config.task)(name, version, config, graphs)
+            model = model_class(config.task)(name, version, config, graphs)
         except ValueError as exc:  # a task finds its graphs do not fit its config
             raise ConfigError(str(exc)) from None
+        model.peers = self._peers
+        return model
 
     def _batch_policy(self, config: ModelConfig) -> BatchPolicy:
         settings = self._settings

@@ -53,3 +53,8 @@ MODEL_LOADED = Gauge(
 MODEL_LOAD_FAILURES = Counter(
     "modelserve_model_load_failure", "Model version loads that failed", MODEL
 )
+OUT_OF_DISTRIBUTION = Counter(
+    "modelserve_out_of_distribution",
+    "Instances a model's guard found out of distribution (flagged or refused)",
+    MODEL,
+)

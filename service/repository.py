@@ -34,7 +34,7 @@ class Registry:
         self.root = settings.model_repository
         self.mode = settings.model_control_mode
         self._startup_models = settings.load_model
-        self._loader = ModelLoader(self.root, settings, executor)
+        self._loader = ModelLoader(self.root, settings, executor, peers=self.get)
         self._models: dict[str, ModelEntry] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self.ready = False

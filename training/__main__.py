@@ -1,7 +1,9 @@
 """python -m training <model>|all [--output DIR] [--version N] [--quick]
 
 Trains, exports, verifies and writes each model into the repository. `all` trains the classifiers
-first: digits-cnn is the judge of every generative model trained after it.
+first: digits-cnn is the judge of every generative model trained after it. After a classifier,
+digits-flow or the regressor (not with --quick), `python -m training.calibrate` rewrites the
+guards and explanation baselines.
 """
 
 import argparse
@@ -10,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from training import classifiers, diffusion, flow, gan, regressor, vae
+from training import calibrate, classifiers, diffusion, flow, gan, regressor, vae
 
 # name -> (module, config); the order of `all`
 MODELS = {
@@ -44,6 +46,10 @@ def main(argv: list[str] | None = None) -> None:
         module, config = MODELS[name]
         vdir = module.main(config, args.output, version=args.version, quick=args.quick)
         print(f"{name}: wrote {vdir} ({time.time() - start:.0f} s so far)")
+    # A retrained classifier, flow or regressor loses its guard or explanation baseline otherwise.
+    # Not after --quick: its few-step models only prove the contract (tests/training/test_quick.py).
+    if not args.quick and set(names) & {*calibrate.CLASSIFIERS, calibrate.GUARD_MODEL, calibrate.REGRESSOR}:
+        calibrate.main(["--output", str(args.output)])
     print(f"done in {time.time() - start:.0f} s")
 
 

@@ -103,8 +103,16 @@ def moons() -> Split:
     return _split(x.astype(np.float32), y.astype(np.int64), stratify=None, card=card)
 
 
+# How the service prepares an uploaded photo like these digits (service/ink.py, issue 15): the
+# optdigits glyphs were cropped to their ink and fill all 8 rows (margin 0); the other values were
+# chosen by `python bench/uploads.py` (docs/MODELS.md).
+DIGITS_IMAGE_PREPARE = {"work_size": 512, "polarity": "auto", "denoise": 3, "ink_threshold": 0.25,
+                        "crop_trim": 0.01, "margin": 0.0, "min_side": 8, "min_contrast": 0.1}
+
+
 def digits_spec(network_range: tuple[float, float],
                 raw_range: tuple[float, float] = DIGITS_RAW_RANGE) -> dict:
     """The DataSpec of an 8x8 digit seen by a network in network_range."""
+    image = {"height": 8, "width": 8, "prepare": dict(DIGITS_IMAGE_PREPARE)}
     return {"shape": [1, 8, 8], "raw_range": list(raw_range),
-            "network_range": list(network_range), "image": {"height": 8, "width": 8}}
+            "network_range": list(network_range), "image": image}

@@ -36,6 +36,7 @@ def _served_config(model: ServedModel) -> dict:
         "task": config.task, "description": config.description, "labels": config.labels,
         "features": config.features, "data": config.data.model_dump(exclude_none=True) if config.data else None,
         "latent_dim": config.latent_dim, "null_label": config.null_label,
+        "explain": config.explain.model_dump(exclude_none=True) if config.explain else None,
     }
     if config.task in ("gan", "vae", "flow", "diffusion"):
         facts["max_samples"] = config.max_samples

@@ -28,6 +28,17 @@ PREDICT_EXAMPLES = {
     "regression_array": {"summary": "regressor: features in order", "value": {"instances": [list(PATIENT.values())]}},
     "flow": {"summary": "flow or vae: a digit's log-density or latent code", "value": {"instances": [DIGIT]}},
 }
+EXPLAIN_EXAMPLES = {
+    "classification": {"summary": "classifier: which pixels made the predicted label", "value": {"instances": [DIGIT]}},
+    "classification_png": {
+        "summary": "classifier: a heat map for label 8",
+        "value": {"instances": [DIGIT], "target": "8", "format": "png", "orders": 8},
+    },
+    "regression": {
+        "summary": "regressor: each feature's share of value - baseline_value",
+        "value": {"instances": [PATIENT], "baseline": [48.7, 1.5, 26.2, 94.5, 188.3, 114.8, 49.9, 4.0, 4.6, 91.0]},
+    },
+}
 RECONSTRUCT_EXAMPLES = {
     "array": {"summary": "a digit, reconstructed as an array", "value": {"instances": [DIGIT]}},
     "png": {"summary": "a digit, reconstructed as a PNG", "value": {"instances": [DIGIT], "format": "png"}},
@@ -42,6 +53,11 @@ class ClassPrediction(BaseModel):
     probability: float
     probabilities: dict[str, float] = Field(description="label -> probability")
     top_k: list[TopK]
+    # A model whose config.yaml names a guard (docs/MODELS.md) adds these; with `action: refuse`
+    # an instance found outside has {"error", ...these} instead of a label.
+    in_distribution: bool | None = Field(None, description="the guard's verdict")
+    log_density: float | None = Field(None, description="log p(x) under the guard's density model")
+    percentile: float | None = Field(None, description="share of validation data less likely (%)")
 
 
 class RegressionPrediction(BaseModel):
@@ -61,6 +77,23 @@ class LatentPrediction(BaseModel):
 
 class PredictResponse(BaseModel):
     predictions: list[ClassPrediction | RegressionPrediction | FlowPrediction | LatentPrediction]
+
+
+class Explanation(BaseModel):
+    attributions: Any = Field(description="Shapley values in the input's shape, or {feature: value}")
+    label: str | None = Field(None, description="classifier: the explained label")
+    probability: float | None = Field(None, description="classifier: its probability at the input")
+    baseline_probability: float | None = Field(None, description="classifier: ... at the baseline")
+    value: float | None = Field(None, description="regressor: the prediction")
+    baseline_value: float | None = Field(None, description="regressor: the prediction at the baseline")
+    heatmap_png: str | None = Field(None, description="format png: base64 PNG of the attributions")
+    method: str
+    orders: int
+    seed: int
+
+
+class ExplainResponse(BaseModel):
+    explanations: list[Explanation]
 
 
 class Reconstruction(BaseModel):
@@ -99,7 +132,17 @@ class _ReconstructBody(BaseModel):
     format: str = Field("array", description="array or png")
 
 
+class _ExplainBody(BaseModel):
+    instances: list[Any] = Field(min_length=1)
+    target: str | None = Field(None, description="classification: the label to explain (default: predicted)")
+    orders: int = Field(16, description="random feature orders averaged (Shapley value sampling)")
+    seed: int = Field(0, description="seed of the orders")
+    baseline: list[float] | None = Field(None, description="raw input meaning 'no information'")
+    format: str = Field("array", description="array or png (classifier: adds a heat map)")
+
+
 PREDICT_BODY = request_body(PREDICT_EXAMPLES, [_PredictBody], multipart=True)
+EXPLAIN_BODY = request_body(EXPLAIN_EXAMPLES, [_ExplainBody])
 RECONSTRUCT_BODY = request_body(RECONSTRUCT_EXAMPLES, [_ReconstructBody])
 
 ERRORS = {

@@ -1,4 +1,4 @@
-"""KServe V1 task endpoints: POST /v1/models/{name}[/versions/{v}]:predict and :reconstruct.
+"""KServe V1 task endpoints: POST /v1/models/{name}[/versions/{v}]:predict, :explain and :reconstruct.
 
 The body is {"instances": [...], <task parameters>} as JSON, or a multipart form whose files
 are the instances (images) and whose other fields are parameters.
@@ -65,6 +65,17 @@ def _task_routes(path: str) -> None:
         return JSONResponse({"predictions": predictions})
 
     @router.post(
+        f"{path}:explain", response_model=schemas.ExplainResponse, responses=schemas.ERRORS,
+        summary="Explain: Shapley values of every input pixel or feature, per instance",
+        openapi_extra=schemas.EXPLAIN_BODY,
+    )
+    async def explain(request: Request, dataplane: DataPlaneDep, name: str, version: str | None = None):
+        dataplane.model(name, version)
+        body = await read_task_body(request)
+        _, explanations = await dataplane.explain(name, version, body)
+        return JSONResponse({"explanations": explanations})
+
+    @router.post(
         f"{path}:reconstruct", response_model=schemas.ReconstructResponse, responses=schemas.ERRORS,
         summary="VAE: decode each instance's latent mean", openapi_extra=schemas.RECONSTRUCT_BODY,
     )
@@ -89,5 +100,5 @@ def _slash_hint(path: str, endpoint: str) -> None:
 
 
 for _path in ("/models/{name}", "/models/{name}/versions/{version}"):
-    for _endpoint in ("predict", "reconstruct"):
+    for _endpoint in ("predict", "explain", "reconstruct"):
         _slash_hint(_path, _endpoint)

@@ -77,6 +77,7 @@ class ServedModel:
     """One loaded version of a model: its V2 signature and `infer`. Tasks subclass it."""
 
     platform = "onnxruntime_onnx"
+    peers = None  # set by the loader: (name, version) -> another loaded model (a guard's density)
 
     def __init__(self, name: str, version: int, config: ModelConfig, graphs: dict[str, GraphRunner]):
         self.name = name
@@ -109,6 +110,9 @@ class ServedModel:
 
     async def reconstruct(self, body: dict) -> list[dict]:
         raise self.no_endpoint(":reconstruct")
+
+    async def explain(self, body: dict) -> list[dict]:
+        raise self.no_endpoint(":explain")
 
     def plan(self, params: dict, stream: bool = False):
         raise self.no_endpoint("generate")

@@ -34,12 +34,16 @@ class FlowModel(LatentModel):
     async def predict(self, body: dict) -> list[dict]:
         """log p(x) with x in raw units, and bits per dimension, for each instance."""
         params = validate(PredictParams, body, "flow")
-        x = self.units.to_network(parse_instances(params.instances, self.units))
+        log_p = await self.log_density(parse_instances(params.instances, self.units))
+        bits = -log_p / (self.units.size * math.log(2.0))
+        return [{"log_density": float(lp), "bits_per_dim": float(b)} for lp, b in zip(log_p, bits)]
+
+    async def log_density(self, raw: np.ndarray) -> np.ndarray:
+        """log p(x) (N,) in raw units of raw (N, *shape); a classifier's guard calls it too."""
+        x = self.units.to_network(raw.reshape(len(raw), *self.units.shape))
         z, log_det = await positional.run(self.forward, x)
         z = z.reshape(len(x), -1).astype(np.float64)  # (N, D)
         # log p_net(x) = log N(z; 0, I) + log|det dz/dx|  (Dinh et al. 2017, eq. 3); the DataSpec's
         # linear map adds log|d network / d raw| to give the density of what the user sent.
         log_p = -0.5 * (z**2).sum(axis=1) - 0.5 * z.shape[1] * _LOG_2PI + log_det.reshape(len(x))
-        log_p = log_p + self.units.log_jacobian
-        bits = -log_p / (self.units.size * math.log(2.0))
-        return [{"log_density": float(lp), "bits_per_dim": float(b)} for lp, b in zip(log_p, bits)]
+        return log_p + self.units.log_jacobian

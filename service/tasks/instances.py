@@ -17,18 +17,19 @@ def parse_instances(instances, units: Units, features: list[str] | None = None, 
     {"image_b64": ...}, the bytes of an uploaded image, or {feature: value} for named features."""
     if not isinstance(instances, list) or not instances:
         raise InvalidInput(f"'{what}' must be a non-empty list")
-    rows = [_instance(item, units, features, f"{what}[{i}]") for i, item in enumerate(instances)]
+    budget = imaging.PixelBudget()  # decoded pixels of all the request's images together
+    rows = [_instance(item, units, features, f"{what}[{i}]", budget) for i, item in enumerate(instances)]
     return np.stack(rows).astype(np.float32)
 
 
-def _instance(item, units: Units, features: list[str] | None, where: str) -> np.ndarray:
+def _instance(item, units: Units, features: list[str] | None, where: str, budget) -> np.ndarray:
     if isinstance(item, bytes):  # a multipart upload
-        return _image(item, units, where)
+        return _image(item, units, where, budget)
     if isinstance(item, dict):
         if "image_b64" in item:
             if set(item) != {"image_b64"} or not isinstance(item["image_b64"], str):
                 raise InvalidInput(f"{where}: an image instance is {{\"image_b64\": \"<base64 PNG or JPEG>\"}}")
-            return _image(_b64(item["image_b64"], where), units, where)
+            return _image(_b64(item["image_b64"], where), units, where, budget)
         return _named(item, units, features, where)
     return _numbers(item, units, where)
 
@@ -85,10 +86,11 @@ def _b64(text: str, where: str) -> bytes:
         raise InvalidInput(f"{where}: image_b64 is not valid base64") from None
 
 
-def _image(data: bytes, units: Units, where: str) -> np.ndarray:
+def _image(data: bytes, units: Units, where: str, budget: imaging.PixelBudget) -> np.ndarray:
     if units.image is None:
         raise InvalidInput(f"{where}: this model does not take images (its config has no data.image)")
-    ink = imaging.decode_ink(data, units.image.height, units.image.width, what=where)
+    image = units.image
+    ink = imaging.decode_ink(data, image.height, image.width, what=where, prepare=image.prepare, budget=budget)
     if ink.size != units.size:
         raise InvalidInput(f"{where}: a {units.image.height}x{units.image.width} image does not fit shape {list(units.shape)}")
     return units.from_ink(ink).reshape(units.shape)

@@ -3,7 +3,8 @@
 import numpy as np
 
 from service.config import DataSpec
-from service.tasks import positional
+from service.errors import InvalidInput
+from service.tasks import explain, positional
 from service.tasks.generative import data_spec
 from service.tasks.generic import GenericModel
 from service.tasks.instances import parse_instances
@@ -34,3 +35,24 @@ class RegressionModel(GenericModel):
             return [{"value": float(m)} for m in mean]
         std = np.sqrt(np.maximum(outputs[1].reshape(len(x)).astype(np.float64), 0.0))
         return [{"value": float(m), "std": float(s)} for m, s in zip(mean, std)]
+
+    async def values(self, x: np.ndarray) -> np.ndarray:
+        """The predicted mean (N,) of raw features x (N, features); :explain calls it."""
+        outputs = await positional.run(self.graph, self.units.to_network(x))
+        return outputs[0].reshape(len(x)).astype(np.float64)
+
+    async def explain(self, body: dict) -> list[dict]:
+        """Shapley values of each feature for the predicted value; they sum to value - baseline_value."""
+        params = validate(explain.ExplainParams, body, "regression")
+        if params.format == "png":
+            raise InvalidInput("format 'png' draws image attributions; a regressor's are numbers")
+        x = parse_instances(params.instances, self.units, self.features).astype(np.float64)  # (N, features)
+        baseline = explain.baseline_of(params, self.config, self.units, None)
+        values, order = await explain.evaluate(x, baseline, params, lambda rows: self.values(rows.astype(np.float32)))
+        phi, f_base, f_x = explain.attributions(values[:, :, 0], order)
+        names = self.features or [str(i) for i in range(self.units.size)]
+        return [
+            {"value": float(v), "baseline_value": float(b), "attributions": dict(zip(names, map(float, row))),
+             **explain.method(params)}
+            for row, b, v in zip(phi, f_base, f_x)
+        ]

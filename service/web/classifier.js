@@ -7,6 +7,7 @@ import { writeState } from "./state.js";
 import { el, errorBox, noModels } from "./ui.js";
 
 const TOP_K = 5;
+const EXPLAIN_ORDERS = 8;  // Shapley orders: 8 x 64 pixels is one quick batch while you draw
 
 export function setupClassifier(section, catalog, state) {
   const models = ofTask(catalog, "classification").filter(isImage);
@@ -15,6 +16,10 @@ export function setupClassifier(section, catalog, state) {
   const bars = section.querySelector(".bars");
   const status = section.querySelector(".status");
   const choices = section.querySelector(".choices");
+  const verdict = section.querySelector(".verdict");
+  const explanation = section.querySelector(".explanation");
+  const heatmap = explanation.querySelector("img");
+  const caption = explanation.querySelector("figcaption");
   const chosen = models.some((m) => m.name === state.clf) ? state.clf : models[0].name;
   for (const model of models) {
     const input = el("input", { type: "radio", name: "classifier", value: model.name, checked: model.name === chosen });
@@ -27,6 +32,7 @@ export function setupClassifier(section, catalog, state) {
     if (!image) {
       bars.replaceChildren();
       status.textContent = "Draw a digit in the box.";
+      verdict.hidden = explanation.hidden = true;
       return;
     }
     const name = current();
@@ -36,12 +42,31 @@ export function setupClassifier(section, catalog, state) {
         instances: [{ image_b64: image }], top_k: Math.min(TOP_K, labels.length || TOP_K),
       });
       error.clear();
-      showBars(bars, predictions[0].top_k);
-      status.textContent = `${name} reads a ${predictions[0].label}.`;
+      const answer = predictions[0];
+      showVerdict(verdict, answer);
+      if (answer.error) {  // the guard refused it (guard.action: refuse)
+        bars.replaceChildren();
+        status.textContent = `${name} declines to read it.`;
+        explanation.hidden = true;
+        return;
+      }
+      showBars(bars, answer.top_k);
+      status.textContent = `${name} reads a ${answer.label}.`;
+      await explain(name, image, answer.label);
     } catch (err) {
       error.show(describe(err));
     }
   });
+
+  // The pixels behind the label, as the server's heat map (Shapley values: red for, blue against).
+  async function explain(name, image, label) {
+    const { explanations } = await postJSON(`${v1(name)}:explain`, {
+      instances: [{ image_b64: image }], format: "png", orders: EXPLAIN_ORDERS,
+    });
+    heatmap.src = `data:image/png;base64,${explanations[0].heatmap_png}`;
+    caption.textContent = `Red pixels raised the probability of ${label}, blue ones lowered it.`;
+    explanation.hidden = false;
+  }
   const pad = new DrawingPad(section.querySelector("canvas"), predict);
   section.querySelector(".clear").addEventListener("click", () => pad.clear());
   choices.addEventListener("change", () => {
@@ -59,4 +84,18 @@ function showBars(list, topK) {
       el("span", { class: "bar", style: `width: ${Math.max(0.5, 100 * probability)}%` }),
       el("span", { class: "value", text: `${percent}%` }));
   }));
+}
+
+// The guard's verdict, where the model has one (config.yaml's guard: a density model of digits).
+function showVerdict(verdict, answer) {
+  if (answer.in_distribution === undefined) {
+    verdict.hidden = true;
+    return;
+  }
+  const where = answer.percentile === undefined ? "" : `, percentile ${answer.percentile.toFixed(0)} of validation digits`;
+  verdict.textContent = answer.in_distribution
+    ? `Looks like a digit (log-density ${answer.log_density.toFixed(0)}${where}).`
+    : `This does not look like a digit: its log-density ${answer.log_density.toFixed(0)} is below the guard's threshold${where}.`;
+  verdict.classList.toggle("outside", !answer.in_distribution);
+  verdict.hidden = false;
 }

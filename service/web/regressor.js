@@ -15,6 +15,7 @@ export function setupRegressor(section, catalog, state) {
   const sliders = section.querySelector(".sliders");
   const note = section.querySelector(".note");
   const output = section.querySelector(".prediction");
+  const contributions = section.querySelector(".contributions");
   fillSelect(select, models.map((m) => m.name), state.reg);
   let features = [];
 
@@ -26,10 +27,22 @@ export function setupRegressor(section, catalog, state) {
       error.clear();
       output.replaceChildren(`${number(p.value, 4)}${p.std === undefined ? "" : ` ± ${number(p.std, 3)}`}`,
         el("small", { text: p.std === undefined ? "predicted value" : "predicted value ± one standard deviation" }));
+      await explain(instance);
     } catch (err) {
       error.show(describe(err));
     }
   });
+
+  // Each feature's share of (value − baseline value), where the config gives a baseline patient.
+  async function explain(instance) {
+    const model = models.find((m) => m.name === select.value);
+    if (!config(model).explain?.baseline) {
+      contributions.hidden = true;
+      return;
+    }
+    const [e] = (await postJSON(`${v1(select.value)}:explain`, { instances: [instance] })).explanations;
+    showContributions(contributions, e);
+  }
 
   function build(fromLink) {
     const model = models.find((m) => m.name === select.value);
@@ -87,4 +100,21 @@ function pick(values, names) {
   if (!values) return null;
   const list = Array.isArray(values) ? values : names.map((n) => values[n]);
   return list.length === names.length && list.every((v) => v !== undefined) ? list : null;
+}
+
+// Signed bars, largest first: red raised the value above the baseline patient's, blue lowered it.
+function showContributions(figure, { attributions, value, baseline_value: base }) {
+  const entries = Object.entries(attributions).sort((a, b) => Math.abs(b[1]) - Math.abs(a[1]));
+  const largest = Math.max(...entries.map(([, v]) => Math.abs(v))) || 1;
+  figure.querySelector("figcaption").textContent =
+    `Why ${number(value, 4)} and not ${number(base, 4)} (the average training patient's): each feature's share.`;
+  figure.querySelector("ol").replaceChildren(...entries.map(([name, v]) => {
+    const width = `${(50 * Math.abs(v)) / largest}%`;
+    const side = v >= 0 ? `left: 50%; width: ${width}` : `right: 50%; width: ${width}`;
+    return el("li", { "aria-label": `${name}: ${v >= 0 ? "+" : ""}${number(v, 3)}` },
+      el("span", { class: "label", text: name }),
+      el("span", { class: "track" }, el("span", { class: `bar ${v >= 0 ? "up" : "down"}`, style: side })),
+      el("span", { class: "value", text: `${v >= 0 ? "+" : ""}${number(v, 3)}` }));
+  }));
+  figure.hidden = false;
 }

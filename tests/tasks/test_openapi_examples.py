@@ -14,6 +14,8 @@ TARGETS = {
         "flow": "vae",  # a digit: the tiny flow is 2-D, the trained digits-flow takes it too
     },
     "/v1/models/{name}:reconstruct": {"array": "vae", "png": "vae"},
+    "/v1/models/{name}:explain": {"classification": "classifier", "classification_png": "classifier",
+                                  "regression": "regressor"},
     "/v2/models/{name}/generate": {
         "gan": "gan", "png": "gan", "temperature": "flow", "diffusion": "diffusion",
         "diffusion_label": "diffusion", "vae_interpolate": "vae",
