@@ -26,8 +26,9 @@ MODELS = {
     "digits-flow": "flow",
     "moons-flow": "flow",
     "digits-diffusion": "diffusion",
+    "digits-text2img": "text-to-image",
 }
-GENERATIVE = {"gan", "vae", "flow", "diffusion"}
+GENERATIVE = {"gan", "vae", "flow", "diffusion", "text-to-image"}
 CARD_FIELDS = {"name", "version", "task", "family", "dataset", "metrics", "parity", "parameters",
                "training_time_s", "seed", "hyperparameters", "versions", "date", "command"}
 
