@@ -40,7 +40,7 @@ def done(page) -> None:
 
 
 def test_a_suggested_prompt_streams_a_sharpening_picture(page, site, model):
-    panel = open_panel(page, site, f"?t2i_seed=3")
+    panel = open_panel(page, site, "?t2i_seed=3")
     panel.locator("select[name=model]").select_option(model)
     page.evaluate("""() => {  // every picture the page replaces, in order
         window.frames_seen = [];
@@ -60,7 +60,7 @@ def test_a_suggested_prompt_streams_a_sharpening_picture(page, site, model):
     assert len(set(frames)) >= 3  # the picture changed as the steps arrived
     pixels = panel.locator("img.grid").evaluate(PIXELS_JS)
     assert pixels["bright"] > 0.02 * pixels["total"]
-    assert f"t2i_prompt=" in page.url  # the result can be shared by link
+    assert "t2i_prompt=" in page.url  # the result can be shared by link
     screenshot(panel, "text2img")
 
 
