@@ -1,7 +1,7 @@
 """Prompts to token ids for a text encoder, shared by the service and training's judge. numpy only.
 
 A prompt is lower-cased and split into words of letters and digits (anything else separates
-them); each word is its index in the model's vocabulary, padded with PAD to the encoder's fixed
+them, so "7, thin" is two words); each word is its index in the model's vocabulary, padded with PAD to the encoder's fixed
 length. The empty prompt is the single token NULL: the caption classifier-free guidance drops to.
 """
 
@@ -15,10 +15,10 @@ class PromptError(ValueError):
 
 
 def words(text: str) -> list[str]:
-    """Lower-case words of ASCII letters and digits; anything else separates them."""
+    """Lower-case words of letters and digits; anything else separates them."""
     out, word = [], []
     for ch in text.lower() + " ":
-        if ch.isascii() and ch.isalnum():
+        if ch.isalnum():  # a non-ASCII word stays whole, so a 400 can name it
             word.append(ch)
         elif word:
             out.append("".join(word))
