@@ -265,7 +265,7 @@ def main(cfg: Config, output: Path, version: int | None = None, quick: bool = Fa
     cnn = latest_version(output / JUDGE_MODEL)
     n = count(quick)
     asked = captions.judge_captions(n, cfg.seed + 1)
-    metrics: dict = {"judged_phrasings": "held out of training: " + "; ".join(captions.HELD_OUT_PHRASINGS)}
+    metrics: dict = {}  # judged on dataset.captions.held_out_phrasings
     for guidance in sorted({1.0, cfg.guidance}):
         samples = model.draw(asked.captions, guidance, steps=cfg.default_steps, seed=cfg.seed + 2)
         key = f"judge_guidance_{guidance:g}"

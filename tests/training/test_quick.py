@@ -16,6 +16,9 @@ import yaml
 from service.config import TASK_GRAPHS, build_config, read_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+# Training every model, even quickly, can take more than pytest's default 300 s on a loaded
+# machine; the run itself is bounded by the 600 s given to its subprocess below.
+pytestmark = pytest.mark.timeout(900)
 MODELS = {
     "digits-shallow": "classification",
     "digits-deep": "classification",
