@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-Task = Literal["generic", "classification", "regression", "gan", "vae", "flow", "diffusion"]
+Task = Literal["generic", "classification", "regression", "gan", "vae", "flow", "diffusion", "text-to-image"]
 
 # The graph roles each task needs in its version folder, with their default file names.
 TASK_GRAPHS: dict[str, dict[str, str]] = {
@@ -22,6 +22,7 @@ TASK_GRAPHS: dict[str, dict[str, str]] = {
     "vae": {"encoder": "encoder.onnx", "decoder": "decoder.onnx"},
     "flow": {"forward": "forward.onnx", "inverse": "inverse.onnx"},
     "diffusion": {"denoiser": "denoiser.onnx"},
+    "text-to-image": {"text_encoder": "text_encoder.onnx", "denoiser": "denoiser.onnx"},
 }
 
 
@@ -154,6 +155,11 @@ class ModelConfig(Strict):
     null_label: int | None = Field(None, ge=0)
     guard: Guard | None = None
     explain: ExplainSpec | None = None
+    # text-to-image: the text encoder's words (token id = index; holds <pad> and <null>), the
+    # guidance a request gets when it gives none, and prompts a playground can suggest.
+    vocabulary: list[str] | None = Field(None, min_length=2)
+    default_guidance: float | None = Field(None, ge=0)
+    prompt_examples: list[str] | None = None
 
     @model_validator(mode="after")
     def _graph_roles_match_task(self) -> "ModelConfig":

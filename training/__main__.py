@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from training import calibrate, classifiers, diffusion, flow, gan, regressor, vae
+from training import calibrate, classifiers, diffusion, flow, gan, regressor, text2img, vae
 
 # name -> (module, config); the order of `all`
 MODELS = {
@@ -25,6 +25,7 @@ MODELS = {
     "digits-flow": (flow, flow.CONFIGS["digits-flow"]),
     "moons-flow": (flow, flow.CONFIGS["moons-flow"]),
     "digits-diffusion": (diffusion, diffusion.Config()),
+    "digits-text2img": (text2img, text2img.Config()),
 }
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from training.judge import latest_version
 
 ORDER = ["digits-shallow", "digits-deep", "digits-cnn", "diabetes-regressor", "digits-gan",
-         "digits-vae", "digits-flow", "moons-flow", "digits-diffusion"]
+         "digits-vae", "digits-flow", "moons-flow", "digits-diffusion", "digits-text2img"]
 
 
 def _judge(v: dict) -> str:
@@ -59,6 +59,15 @@ def key_metrics(card: dict) -> tuple[str, str]:
         return text, f"≥ 99% both: {_met(ok)}"
     if card["task"] == "flow":
         return f"test NLL {m['test_nll_nats_per_point']:.3f} nats/point", "reported"
+    if card["task"] == "text-to-image":  # issue 14's bar, on captions in held-out phrasings
+        g = card["hyperparameters"]["guidance"]
+        v = m[f"judge_guidance_{g:g}"]
+        ok = (v["digit"]["agreement"] >= 0.9 and v["weight"]["agreement"] >= 0.7
+              and v["slant"]["agreement"] >= 0.7 and v["covers_all_classes"])
+        text = (f"held-out captions, guidance {g:g}: digit {v['digit']['agreement']:.1%}, weight "
+                f"{v['weight']['agreement']:.1%}, slant {v['slant']['agreement']:.1%}, "
+                f"min class share {v['min_class_share']:.1%}")
+        return text, f"digit ≥ 90%, weight and slant ≥ 70%, every digit ≥ 4%: {_met(ok)}"
     u, c = m["judge_unconditional"], m["judge_conditional"]
     ok = _judged(u, 0.9) and c.get("agreement", 0) >= 0.9
     text = (f"unconditional {_judge(u)}; conditional (guidance "

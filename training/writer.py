@@ -69,7 +69,7 @@ def card(vdir: Path, *, task: str, family: str, dataset: dict, metrics: dict, pa
                      "numpy": np.__version__},
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": command + (" --quick" if quick else ""),
-        "argv": sys.argv,
+        "argv": ["-m", "training", *sys.argv[1:]],  # argv[0] is this machine's path to __main__.py
     }
     (vdir / "card.json").write_text(json.dumps(body, indent=1) + "\n", encoding="utf-8")
     return body

@@ -38,10 +38,13 @@ def _served_config(model: ServedModel) -> dict:
         "latent_dim": config.latent_dim, "null_label": config.null_label,
         "explain": config.explain.model_dump(exclude_none=True) if config.explain else None,
     }
-    if config.task in ("gan", "vae", "flow", "diffusion"):
+    if config.task in ("gan", "vae", "flow", "diffusion", "text-to-image"):
         facts["max_samples"] = config.max_samples
-    if config.task == "diffusion":  # the task resolves these against the schedule's length
+    if config.task in ("diffusion", "text-to-image"):  # the task resolves these against the schedule's length
         facts["default_steps"], facts["max_steps"] = model.default_steps, model.max_steps
+    if config.task == "text-to-image":  # the prompt box's words, suggestions and default
+        facts["vocabulary"], facts["prompt_examples"] = config.vocabulary, config.prompt_examples
+        facts["default_guidance"] = model.default_guidance
     return {k: v for k, v in facts.items() if v is not None}
 
 

@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 from service.protocol.task_schemas import DIGIT, request_body
 from service.tasks.diffusion import DiffusionParams, DiffusionStreamParams
 from service.tasks.params import LatentParams
+from service.tasks.text2img import TextToImageParams, TextToImageStreamParams
 from service.tasks.vae import VaeParams
 
 GENERATE_EXAMPLES = {
@@ -18,6 +19,10 @@ GENERATE_EXAMPLES = {
     "diffusion_label": {
         "summary": "diffusion: the digit 3, guided",
         "value": {"num_samples": 4, "seed": 0, "steps": 50, "sampler": "ddim", "label": 3, "guidance": 2.0},
+    },
+    "text_to_image": {
+        "summary": "text-to-image: four digits from a prompt",
+        "value": {"num_samples": 4, "seed": 0, "prompt": "a thick seven", "guidance": 3.0},
     },
     "vae_interpolate": {
         "summary": "vae: from a digit to its mirror image in 8 steps",
@@ -30,6 +35,10 @@ STREAM_EXAMPLES = {
         "value": {"num_samples": 4, "seed": 0, "steps": 50, "sampler": "ddim", "every": 10, "format": "png"},
     },
     "gan": {"summary": "gan, vae or flow: one event per sample", "value": {"num_samples": 4, "seed": 0}},
+    "text_to_image": {
+        "summary": "text-to-image: watch a prompt take shape, an event every 10 steps",
+        "value": {"num_samples": 4, "seed": 0, "prompt": "a thick seven", "steps": 50, "every": 10, "format": "png"},
+    },
 }
 
 
@@ -44,5 +53,5 @@ class GenerateResponse(BaseModel):
 
 
 
-GENERATE_BODY = request_body(GENERATE_EXAMPLES, [LatentParams, VaeParams, DiffusionParams])
-STREAM_BODY = request_body(STREAM_EXAMPLES, [LatentParams, VaeParams, DiffusionStreamParams])
+GENERATE_BODY = request_body(GENERATE_EXAMPLES, [LatentParams, VaeParams, DiffusionParams, TextToImageParams])
+STREAM_BODY = request_body(STREAM_EXAMPLES, [LatentParams, VaeParams, DiffusionStreamParams, TextToImageStreamParams])

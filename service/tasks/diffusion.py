@@ -2,6 +2,7 @@
 the whole batch, each through the graph's runner so concurrent generations can share batches."""
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -18,11 +19,30 @@ from service.tasks.units import Units
 Label = int | str
 
 
-class DiffusionParams(GenerateParams):
+@dataclass
+class Conditioning:
+    """What the sampler conditions on: labels (N,) or None, the null label, the guidance scale.
+
+    With `rows`, a label is a row of it (a text encoder's output for each prompt) and the row,
+    not the index, is the denoiser's third input.
+    """
+
+    labels: np.ndarray | None
+    null_label: int
+    guidance: float
+    rows: np.ndarray | None = None
+
+
+class SamplerParams(GenerateParams):
+    """What every diffusion sampler takes, conditioned on a label or on a prompt."""
+
     steps: int | None = Field(None, ge=1, description="denoiser calls (default: the config's default_steps)",
                               examples=[50])
     sampler: Literal["ddpm", "ddim"] = Field("ddpm", description="ddpm (Ho et al. 2020) or ddim (Song et al. 2021)")
     eta: float | None = Field(None, ge=0, le=1, description="ddim only: 0 deterministic (default), 1 ddpm-like noise")
+
+
+class DiffusionParams(SamplerParams):
     label: Label | list[Label] | None = Field(
         None, description="class-conditional generation: a label's index or name, or one per sample; "
         "omitted: unconditional", examples=[3],
@@ -69,10 +89,7 @@ class DiffusionModel(GenerativeModel):
 
     # ------------------------------------------------------------------ planning
     def check_plan(self, plan: DiffusionParams) -> None:
-        if plan.steps is not None and plan.steps > self.max_steps:
-            raise InvalidInput(f"steps {plan.steps} is over this model's max_steps of {self.max_steps}")
-        if plan.eta is not None and plan.sampler != "ddim":
-            raise InvalidInput("eta applies to the ddim sampler only")
+        self.check_sampler(plan)
         if plan.label is None:
             if plan.guidance is not None:
                 raise InvalidInput("guidance needs a label to guide towards")
@@ -87,6 +104,12 @@ class DiffusionModel(GenerativeModel):
         guidance = 1.0 if plan.guidance is None else plan.guidance
         if guidance != 1.0 and self.config.null_label is None:
             raise InvalidInput("guidance needs the unconditional model, and this config has no null_label")
+
+    def check_sampler(self, plan: SamplerParams) -> None:
+        if plan.steps is not None and plan.steps > self.max_steps:
+            raise InvalidInput(f"steps {plan.steps} is over this model's max_steps of {self.max_steps}")
+        if plan.eta is not None and plan.sampler != "ddim":
+            raise InvalidInput("eta applies to the ddim sampler only")
 
     def _label_indices(self, plan: DiffusionParams) -> np.ndarray | None:
         if plan.label is None:
@@ -114,22 +137,28 @@ class DiffusionModel(GenerativeModel):
         async for event in self._sample(plan, every=plan.every):
             yield event
 
-    async def _sample(self, plan: DiffusionParams, every: int | None) -> AsyncIterator[Event]:
+    async def conditioning(self, plan: DiffusionParams) -> Conditioning:
+        """The sampler's labels: class indices, each the denoiser's own label input."""
         labels = self._label_indices(plan)
-        steps = plan.steps or self.default_steps
         null_label = self.config.null_label if self.config.null_label is not None else 0
+        guidance = 0.0 if labels is None else (1.0 if plan.guidance is None else plan.guidance)
+        return Conditioning(labels, null_label, guidance)
+
+    async def _sample(self, plan: SamplerParams, every: int | None) -> AsyncIterator[Event]:
+        condition = await self.conditioning(plan)
+        steps = plan.steps or self.default_steps
         calls = sampling.sample(
             self.betas, (plan.num_samples, *self.units.shape), steps=steps, sampler=plan.sampler,
-            eta=plan.eta or 0.0, labels=labels, null_label=null_label,
-            guidance=0.0 if labels is None else (1.0 if plan.guidance is None else plan.guidance),
-            clip=self.units.network_range, seed=plan.seed,
+            eta=plan.eta or 0.0, labels=condition.labels, null_label=condition.null_label,
+            guidance=condition.guidance, clip=self.units.network_range, seed=plan.seed,
         )
         call = next(calls)
         while True:
             # call.x0_pred is the clean-sample prediction after call.step denoiser calls.
             if every and call.x0_pred is not None and call.step % every == 0:
                 yield Progress(call.step, call.steps, self.units.to_raw(call.x0_pred))
-            eps = (await positional.run(self.denoiser, call.x_t, call.t, call.label))[0]
+            label = call.label if condition.rows is None else condition.rows[call.label]
+            eps = (await positional.run(self.denoiser, call.x_t, call.t, label))[0]
             try:
                 call = calls.send(eps)
             except StopIteration as done:

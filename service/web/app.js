@@ -8,11 +8,12 @@ import { setupGenerators } from "./generators.js";
 import { renderModels } from "./models.js";
 import { setupRegressor } from "./regressor.js";
 import { readState } from "./state.js";
+import { setupTextToImage } from "./text2img.js";
 import { errorBox } from "./ui.js";
 import { setupVae } from "./vae.js";
 
 const PANELS = { classifier: setupClassifier, regressor: setupRegressor, generators: setupGenerators,
-                 density: setupDensity, vae: setupVae };
+                 density: setupDensity, vae: setupVae, text2img: setupTextToImage };
 
 // The key form: a new key reloads the page, so every panel asks again with it.
 function setupKeyForm() {

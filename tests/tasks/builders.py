@@ -152,6 +152,45 @@ def denoiser(size: int = 8) -> onnx.ModelProto:
     )
 
 
+# Text-to-image: text = sum of the prompt's word embeddings (row 0, padding, is zero);
+# eps = 0.1 x_t + 0.05 reshape(text @ TEXT_W).
+VOCABULARY = ["<pad>", "<null>", "a", "thick", "thin", "seven", "one", "leaning", "right"]
+MAX_WORDS = 6
+TEXT_E = np.random.default_rng(3).standard_normal((len(VOCABULARY), 4)).astype(np.float32)
+TEXT_E[0] = 0.0
+TEXT_W = np.random.default_rng(4).standard_normal((4, 64)).astype(np.float32)
+
+
+def text_encoder() -> onnx.ModelProto:
+    return _graph(
+        [helper.make_node("Gather", ["E", "tokens"], ["emb"]),
+         helper.make_node("ReduceSum", ["emb", "axes"], ["text"], keepdims=0)],
+        [_io("tokens", ["batch", MAX_WORDS], INT64)], [_io("text", ["batch", 4])],
+        {"E": TEXT_E, "axes": np.array([1], np.int64)},
+    )
+
+
+def text_denoiser() -> onnx.ModelProto:
+    return _graph(
+        [helper.make_node("Mul", ["x_t", "a"], ["ax"]),
+         helper.make_node("MatMul", ["text", "W"], ["tw"]), helper.make_node("Reshape", ["tw", "shape"], ["t4"]),
+         helper.make_node("Mul", ["t4", "b"], ["bt"]),
+         helper.make_node("Cast", ["t"], ["tf"], to=FLOAT), helper.make_node("Reshape", ["tf", "col"], ["tc"]),
+         helper.make_node("Mul", ["tc", "zero"], ["t0"]),
+         helper.make_node("Add", ["ax", "bt"], ["s"]), helper.make_node("Add", ["s", "t0"], ["eps"])],
+        [_io("x_t", ["batch", 1, 8, 8]), _io("t", ["batch"], INT64), _io("text", ["batch", 4])],
+        [_io("eps", ["batch", 1, 8, 8])],
+        {"a": np.float32(0.1), "b": np.float32(0.05), "zero": np.float32(0), "W": TEXT_W,
+         "shape": np.array([-1, 1, 8, 8], np.int64), "col": np.array([-1, 1, 1, 1], np.int64)},
+    )
+
+
+def text_to_image_config(**overrides) -> dict:
+    return {"task": "text-to-image", "data": digits_data(), "vocabulary": VOCABULARY,
+            "schedule": {"betas": betas(100)}, "default_steps": 20, "max_steps": 100,
+            "default_guidance": 2.0, "prompt_examples": ["a thick seven"], **overrides}
+
+
 # ---------------------------------------------------------------------------- repositories
 
 def betas(timesteps: int) -> list[float]:
@@ -173,6 +212,8 @@ def task_repository(repo: Path) -> Path:
     write(repo, "diffusion", {"task": "diffusion", "data": digits_data(), "labels": LABELS, "null_label": 10,
                               "schedule": {"betas": betas(100)}, "default_steps": 20, "max_steps": 100},
           {"denoiser.onnx": denoiser()})
+    write(repo, "text2img", text_to_image_config(),
+          {"text_encoder.onnx": text_encoder(), "denoiser.onnx": text_denoiser()})
     return repo
 
 

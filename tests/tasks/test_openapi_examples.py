@@ -18,9 +18,9 @@ TARGETS = {
                                   "regression": "regressor"},
     "/v2/models/{name}/generate": {
         "gan": "gan", "png": "gan", "temperature": "flow", "diffusion": "diffusion",
-        "diffusion_label": "diffusion", "vae_interpolate": "vae",
+        "diffusion_label": "diffusion", "vae_interpolate": "vae", "text_to_image": "text2img",
     },
-    "/v2/models/{name}/generate_stream": {"diffusion": "diffusion", "gan": "gan"},
+    "/v2/models/{name}/generate_stream": {"diffusion": "diffusion", "gan": "gan", "text_to_image": "text2img"},
 }
 
 

@@ -16,6 +16,9 @@ import yaml
 from service.config import TASK_GRAPHS, build_config, read_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+# Training every model, even quickly, can take more than pytest's default 300 s on a loaded
+# machine; the run itself is bounded by the 600 s given to its subprocess below.
+pytestmark = pytest.mark.timeout(900)
 MODELS = {
     "digits-shallow": "classification",
     "digits-deep": "classification",
@@ -26,8 +29,9 @@ MODELS = {
     "digits-flow": "flow",
     "moons-flow": "flow",
     "digits-diffusion": "diffusion",
+    "digits-text2img": "text-to-image",
 }
-GENERATIVE = {"gan", "vae", "flow", "diffusion"}
+GENERATIVE = {"gan", "vae", "flow", "diffusion", "text-to-image"}
 CARD_FIELDS = {"name", "version", "task", "family", "dataset", "metrics", "parity", "parameters",
                "training_time_s", "seed", "hyperparameters", "versions", "date", "command"}
 
