@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-Task = Literal["generic", "classification", "regression", "gan", "vae", "flow", "diffusion"]
+Task = Literal["generic", "classification", "regression", "gan", "vae", "flow", "diffusion", "translation"]
 
 # The graph roles each task needs in its version folder, with their default file names.
 TASK_GRAPHS: dict[str, dict[str, str]] = {
@@ -22,6 +22,7 @@ TASK_GRAPHS: dict[str, dict[str, str]] = {
     "vae": {"encoder": "encoder.onnx", "decoder": "decoder.onnx"},
     "flow": {"forward": "forward.onnx", "inverse": "inverse.onnx"},
     "diffusion": {"denoiser": "denoiser.onnx"},
+    "translation": {"encoder": "encoder.onnx", "decoder": "decoder.onnx"},
 }
 
 
@@ -67,6 +68,19 @@ class Schedule(Strict):
         if not all(0.0 < b < 1.0 for b in self.betas):
             raise ValueError("every beta must lie in (0, 1)")
         return self
+
+
+class Vocabulary(Strict):
+    """Sequence-to-sequence tokens: a token's index is its id in the graphs."""
+
+    source: list[str] = Field(min_length=2)
+    target: list[str] = Field(min_length=4)
+
+
+class SpecialTokens(Strict):
+    pad: int = Field(0, ge=0)  # in both vocabularies
+    bos: int = Field(1, ge=0)  # target only
+    eos: int = Field(2, ge=0)  # target only
 
 
 class VersionPolicy(Strict):
@@ -119,6 +133,12 @@ class ModelConfig(Strict):
     default_steps: int | None = Field(None, gt=0)
     max_steps: int | None = Field(None, gt=0)
     null_label: int | None = Field(None, ge=0)
+    # translation: tokens and lengths (service/tasks/translation.py)
+    vocabulary: Vocabulary | None = None
+    special_tokens: SpecialTokens = SpecialTokens()
+    max_input_tokens: int | None = Field(None, gt=0)
+    max_output_tokens: int | None = Field(None, gt=0)
+    max_beam_width: int = Field(8, gt=0)
 
     @model_validator(mode="after")
     def _graph_roles_match_task(self) -> "ModelConfig":

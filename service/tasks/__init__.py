@@ -7,6 +7,7 @@ from service.tasks.flow import FlowModel
 from service.tasks.gan import GanModel
 from service.tasks.generic import GenericModel
 from service.tasks.regression import RegressionModel
+from service.tasks.translation import TranslationModel
 from service.tasks.vae import VaeModel
 
 TASK_CLASSES: dict[str, type[ServedModel]] = {
@@ -17,6 +18,7 @@ TASK_CLASSES: dict[str, type[ServedModel]] = {
     "vae": VaeModel,
     "flow": FlowModel,
     "diffusion": DiffusionModel,
+    "translation": TranslationModel,
 }
 
 
