@@ -9,10 +9,11 @@ import { renderModels } from "./models.js";
 import { setupRegressor } from "./regressor.js";
 import { readState } from "./state.js";
 import { errorBox } from "./ui.js";
+import { setupTranslation } from "./translation.js";
 import { setupVae } from "./vae.js";
 
 const PANELS = { classifier: setupClassifier, regressor: setupRegressor, generators: setupGenerators,
-                 density: setupDensity, vae: setupVae };
+                 density: setupDensity, vae: setupVae, translation: setupTranslation };
 
 // The key form: a new key reloads the page, so every panel asks again with it.
 function setupKeyForm() {
