@@ -23,7 +23,7 @@ import numpy as np
 from num2words import num2words
 
 sys.path.insert(0, str(Path(__file__).parent))
-from run import _modelserve, _Server  # noqa: E402  (the bench's own server starter)
+from run import _modelserve, _Server  # the bench's own server starter
 
 MODEL = "en-fr-numbers"
 CONFIGS = {"in-flight batching": "max_batch_size: 64\nmax_queue_delay_ms: 0\n",
@@ -41,7 +41,7 @@ async def client(url: str, inputs: list[str], offset: int, until: float, out: di
         while time.perf_counter() < until:
             body = {"text_input": inputs[i % len(inputs)]}
             i += 1
-            started = last = time.perf_counter()
+            last = time.perf_counter()  # the request's start, then each token's arrival
             tokens = 0
             async with http.stream("POST", f"{url}/v2/models/{MODEL}/generate_stream", json=body) as r:
                 async for line in r.aiter_lines():
@@ -68,7 +68,10 @@ async def measure(url: str, concurrency: int, seconds: float, inputs: list[str])
     until = started + seconds
     await asyncio.gather(*(client(url, inputs, k * 37, until, out) for k in range(concurrency)))
     elapsed = time.perf_counter() - started
-    ms = lambda values, q: round(float(np.percentile(values, q)) * 1e3, 2) if values else None  # noqa: E731
+
+    def ms(values, q):
+        return round(float(np.percentile(values, q)) * 1e3, 2) if values else None
+
     return {"concurrency": concurrency, "seconds": round(elapsed, 1),
             "sequences_per_s": round(out["sequences"] / elapsed, 2),
             "tokens_per_s": round(out["tokens"] / elapsed, 1),

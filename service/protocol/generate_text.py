@@ -10,7 +10,9 @@ from service.tasks.translation import TextGeneration, Token
 def text_done(model, generation: TextGeneration) -> dict:
     body = {"model_name": model.name, "model_version": str(model.version),
             "text_output": generation.text_output, "finish_reason": generation.finish_reason,
-            "tokens": len(generation.tokens), "seed": generation.seed}
+            "tokens": len(generation.tokens)}
+    if generation.seed is not None:
+        body["seed"] = generation.seed
     if generation.nbest:
         body["nbest"] = generation.nbest
     if generation.attention is not None:

@@ -42,14 +42,11 @@ class TranslationParams(Params):
     beam_width: int = Field(1, ge=1, description="above 1: beam search, the best beam returned")
     nbest: int = Field(1, ge=1, description="beam search: this many best beams with their "
                        "log-probabilities (at most beam_width)")
-    stop: str | list[str] | None = Field(None, description="generation ends once the output ends "
-                                         "with one of these strings (kept in the output)")
+    stop: str | list[str] | None = Field(None, description="greedy and sampled decoding end once "
+                                         "the output ends with one of these strings (kept in it)")
     attention: bool = Field(False, description="return the cross-attention weights (output "
                             "tokens x source tokens)")
 
-    @property
-    def num_samples(self) -> int:  # DataPlane counts a stream's items by it
-        return 1
 
 
 class GenerateRequest(Params):
@@ -70,7 +67,7 @@ class Plan:
     arrived: float = field(default_factory=time.perf_counter)
 
     @property
-    def num_samples(self) -> int:
+    def num_samples(self) -> int:  # DataPlane counts a stream's items by it
         return 1
 
     @property
@@ -96,7 +93,7 @@ class TextGeneration:
     text_output: str
     finish_reason: str  # stop, length
     tokens: list[str]
-    seed: int
+    seed: int | None  # sampling only
     source_tokens: list[str]
     attention: np.ndarray | None = None  # (tokens, S)
     nbest: list[dict] = field(default_factory=list)
@@ -147,6 +144,8 @@ class TranslationModel(ServedModel):
         stops = [params.stop] if isinstance(params.stop, str) else (params.stop or [])
         if any(not s for s in stops):
             raise InvalidInput("stop strings must not be empty")
+        if stops and params.beam_width > 1:
+            raise InvalidInput("stop applies to greedy and sampled decoding, not to beam search")
         seed = params.seed if params.seed is not None else secrets.randbelow(2**63)
         return Plan(text, source, params, max_tokens, seed)
 
@@ -225,7 +224,8 @@ class TranslationModel(ServedModel):
                       "finish_reason": h.finish_reason} for h in result.nbest]
         return TextGeneration(
             self.tokens.decode(chosen), reason, [self.tokens.target[i] for i in chosen],
-            plan.seed, [self.tokens.source[i] for i in plan.source],
+            plan.seed if plan.params.temperature > 0 else None,  # greedy and beam use none
+            [self.tokens.source[i] for i in plan.source],
             best.attention[: len(chosen), : len(plan.source)]
             if best is not None and plan.params.attention else None,
             nbest)
