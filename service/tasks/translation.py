@@ -220,7 +220,7 @@ class TranslationModel(ServedModel):
         reason = decoding.FINISH_STOP if stopped else best.finish_reason
         nbest = []
         if result is not None and plan.params.nbest > 1:
-            nbest = [{"text_output": self.tokens.decode(h.tokens), "log_probability": h.score,
+            nbest = [{"text_output": self.tokens.decode(h.tokens), "log_probability": round(h.score, 4),
                       "finish_reason": h.finish_reason} for h in result.nbest]
         return TextGeneration(
             self.tokens.decode(chosen), reason, [self.tokens.target[i] for i in chosen],
