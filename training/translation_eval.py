@@ -100,7 +100,8 @@ def token_accuracy(got: list[list[int]], want: list[list[int]]) -> float:
     return hits / total
 
 
-def evaluate(vdir: Path, data: corpus.Corpus, test: np.ndarray) -> dict:
+def evaluate(vdir: Path, data: corpus.Corpus, test: np.ndarray,
+             beam_numbers: int = BEAM_NUMBERS) -> dict:
     """Greedy on every test number (both English styles), beam vs greedy on a subset."""
     tr = OnnxTranslator(vdir, data)
     want = [data.encode_target(data.text[int(n)][1]) for n in test]
@@ -127,7 +128,7 @@ def evaluate(vdir: Path, data: corpus.Corpus, test: np.ndarray) -> dict:
                 for n, g, ok in zip(test, got, right, strict=True) if not ok][:20],
         }
 
-    subset = test[:: max(1, len(test) // BEAM_NUMBERS)][:BEAM_NUMBERS]
+    subset = test[:: max(1, len(test) // beam_numbers)][:beam_numbers]
     sources = data.sources(subset, None, data.max_source)
     sub_want = [data.encode_target(data.text[int(n)][1]) for n in subset]
     greedy = [tr.decode(s).best.tokens for s in sources]

@@ -151,10 +151,13 @@ class TranslationModel(ServedModel):
 
     # ------------------------------------------------------------------ decoding
     async def generate(self, plan: Plan) -> TextGeneration:
-        async for event in self.stream(plan):
+        result = None
+        async for event in self.stream(plan):  # to its end, so its bookkeeping runs now
             if isinstance(event, TextGeneration):
-                return event
-        raise RuntimeError("the decoder ended without a translation")
+                result = event
+        if result is None:
+            raise RuntimeError("the decoder ended without a translation")
+        return result
 
     async def stream(self, plan: Plan) -> AsyncIterator[Token | TextGeneration]:
         """Token events as they are chosen, then the TextGeneration. Leaving early (a client

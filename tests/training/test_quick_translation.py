@@ -13,6 +13,7 @@ from service.config import build_config, read_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = "en-fr-numbers"
+pytestmark = pytest.mark.timeout(900)  # a few minutes on 2 shared cores: exports and parity
 
 
 @pytest.fixture(scope="module")
