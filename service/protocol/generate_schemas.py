@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 from service.protocol.task_schemas import DIGIT, request_body
 from service.tasks.diffusion import DiffusionParams, DiffusionStreamParams
 from service.tasks.params import LatentParams
+from service.tasks.translation import GenerateRequest as TranslationRequest
 from service.tasks.vae import VaeParams
 
 GENERATE_EXAMPLES = {
@@ -44,5 +45,5 @@ class GenerateResponse(BaseModel):
 
 
 
-GENERATE_BODY = request_body(GENERATE_EXAMPLES, [LatentParams, VaeParams, DiffusionParams])
-STREAM_BODY = request_body(STREAM_EXAMPLES, [LatentParams, VaeParams, DiffusionStreamParams])
+GENERATE_BODY = request_body(GENERATE_EXAMPLES, [LatentParams, VaeParams, DiffusionParams, TranslationRequest])
+STREAM_BODY = request_body(STREAM_EXAMPLES, [LatentParams, VaeParams, DiffusionStreamParams, TranslationRequest])
