@@ -193,6 +193,10 @@ def test_bad_strings_in_v2_and_v1_are_400s(url):
     text.set_data_from_numpy(np.array([b"twelve", b"\xff\xfe"], dtype=object))
     with pytest.raises(InferenceServerException, match="UTF-8"):
         client.infer(MODEL, [text])
+    numbers = triton.InferInput("text_input", [1], "FP32")
+    numbers.set_data_from_numpy(np.array([12.0], dtype=np.float32))
+    with pytest.raises(InferenceServerException, match="BYTES"):
+        client.infer(MODEL, [numbers])
     for body in ({"instances": []}, {"instances": [3]}, {"instances": ["one", "tw\u00e9lve"]}):
         response = httpx.post(f"{url}/v1/models/{MODEL}:predict", json=body, timeout=60)
         assert response.status_code == 400, (body, response.text)
