@@ -116,6 +116,10 @@ class TranslationModel(ServedModel):
         self.pad, self.bos, self.eos = special.pad, special.bos, special.eos
         if max(self.bos, self.eos, self.pad) >= len(config.vocabulary.target):
             raise ValueError("special_tokens must be ids of the target vocabulary")
+        classes = self.decoder.graph.outputs[0].shape[-1]
+        if classes > 0 and classes != len(config.vocabulary.target):
+            raise ValueError(f"the decoder gives {classes} logits but the target vocabulary has "
+                             f"{len(config.vocabulary.target)} tokens")
         self.tokens = Tokenizer(config.vocabulary.source, config.vocabulary.target, self.pad,
                                 config.max_input_tokens)
         self.max_output_tokens = config.max_output_tokens

@@ -9,6 +9,7 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.http as triton
+import yaml
 from tritonclient.utils import InferenceServerException
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -200,3 +201,16 @@ def test_bad_strings_in_v2_and_v1_are_400s(url):
     for body in ({"instances": []}, {"instances": [3]}, {"instances": ["one", "tw\u00e9lve"]}):
         response = httpx.post(f"{url}/v1/models/{MODEL}:predict", json=body, timeout=60)
         assert response.status_code == 400, (body, response.text)
+
+
+def test_a_config_that_does_not_fit_its_graphs_fails_that_model_only(tmp_path, serve_repository):
+    repo = tmp_path / "models"
+    shutil.copytree(TRAINED, repo / MODEL)
+    config_path = repo / MODEL / "1" / "config.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    config["vocabulary"]["target"] = config["vocabulary"]["target"][:-1]
+    config_path.write_text(yaml.safe_dump(config))
+    url = serve_repository(repo)
+    response = httpx.get(f"{url}/v2/models/{MODEL}")
+    assert response.status_code == 503
+    assert "target vocabulary has 30 tokens" in response.json()["error"]
