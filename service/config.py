@@ -11,7 +11,9 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-Task = Literal["generic", "classification", "regression", "gan", "vae", "flow", "diffusion", "text-to-image"]
+Task = Literal[
+    "generic", "classification", "regression", "gan", "vae", "flow", "diffusion", "text-to-image", "translation",
+]
 
 # The graph roles each task needs in its version folder, with their default file names.
 TASK_GRAPHS: dict[str, dict[str, str]] = {
@@ -23,6 +25,7 @@ TASK_GRAPHS: dict[str, dict[str, str]] = {
     "flow": {"forward": "forward.onnx", "inverse": "inverse.onnx"},
     "diffusion": {"denoiser": "denoiser.onnx"},
     "text-to-image": {"text_encoder": "text_encoder.onnx", "denoiser": "denoiser.onnx"},
+    "translation": {"encoder": "encoder.onnx", "decoder": "decoder.onnx"},
 }
 
 
@@ -82,6 +85,19 @@ class Schedule(Strict):
         if not all(0.0 < b < 1.0 for b in self.betas):
             raise ValueError("every beta must lie in (0, 1)")
         return self
+
+
+class Vocabulary(Strict):
+    """Sequence-to-sequence tokens: a token's index is its id in the graphs."""
+
+    source: list[str] = Field(min_length=2)
+    target: list[str] = Field(min_length=4)
+
+
+class SpecialTokens(Strict):
+    pad: int = Field(0, ge=0)  # in both vocabularies
+    bos: int = Field(1, ge=0)  # target only
+    eos: int = Field(2, ge=0)  # target only
 
 
 class VersionPolicy(Strict):
@@ -155,11 +171,17 @@ class ModelConfig(Strict):
     null_label: int | None = Field(None, ge=0)
     guard: Guard | None = None
     explain: ExplainSpec | None = None
-    # text-to-image: the text encoder's words (token id = index; holds <pad> and <null>), the
-    # guidance a request gets when it gives none, and prompts a playground can suggest.
-    vocabulary: list[str] | None = Field(None, min_length=2)
+    # A token's index is its id in the graphs. text-to-image: one list of words (holds <pad> and
+    # <null>); translation: a source and a target list (service/tasks/translation.py).
+    vocabulary: Annotated[list[str], Field(min_length=2)] | Vocabulary | None = None
+    # text-to-image: the guidance a request gets when it gives none, prompts a playground suggests
     default_guidance: float | None = Field(None, ge=0)
     prompt_examples: list[str] | None = None
+    # translation: special tokens and lengths
+    special_tokens: SpecialTokens = SpecialTokens()
+    max_input_tokens: int | None = Field(None, gt=0)
+    max_output_tokens: int | None = Field(None, gt=0)
+    max_beam_width: int = Field(8, gt=0)
 
     @model_validator(mode="after")
     def _graph_roles_match_task(self) -> "ModelConfig":

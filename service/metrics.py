@@ -58,3 +58,20 @@ OUT_OF_DISTRIBUTION = Counter(
     "Instances a model's guard found out of distribution (flagged or refused)",
     MODEL,
 )
+
+# Sequence models (service/tasks/translation.py): per generated token, as LLM servers report them.
+TIME_TO_FIRST_TOKEN = Histogram(
+    "modelserve_time_to_first_token_seconds",
+    "From a sequence request's arrival to its first output token", MODEL, buckets=_LATENCY_BUCKETS,
+)
+INTER_TOKEN_LATENCY = Histogram(
+    "modelserve_inter_token_latency_seconds",
+    "Between consecutive output tokens of one sequence", MODEL, buckets=_LATENCY_BUCKETS,
+)
+GENERATED_TOKENS = Counter(
+    "modelserve_generated_tokens", "Output tokens generated (end-of-sequence excluded)", MODEL
+)
+RUNNING_SEQUENCES = Gauge(
+    "modelserve_running_sequences", "Sequences being decoded now (in-flight batching)", MODEL,
+    multiprocess_mode="livesum",
+)

@@ -12,7 +12,17 @@ from pathlib import Path
 
 import torch
 
-from training import calibrate, classifiers, diffusion, flow, gan, regressor, text2img, vae
+from training import (
+    calibrate,
+    classifiers,
+    diffusion,
+    flow,
+    gan,
+    regressor,
+    text2img,
+    translation,
+    vae,
+)
 
 # name -> (module, config); the order of `all`
 MODELS = {
@@ -26,6 +36,7 @@ MODELS = {
     "moons-flow": (flow, flow.CONFIGS["moons-flow"]),
     "digits-diffusion": (diffusion, diffusion.Config()),
     "digits-text2img": (text2img, text2img.Config()),
+    "en-fr-numbers": (translation, translation.Config()),
 }
 
 

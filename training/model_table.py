@@ -11,7 +11,8 @@ from pathlib import Path
 from training.judge import latest_version
 
 ORDER = ["digits-shallow", "digits-deep", "digits-cnn", "diabetes-regressor", "digits-gan",
-         "digits-vae", "digits-flow", "moons-flow", "digits-diffusion", "digits-text2img"]
+         "digits-vae", "digits-flow", "moons-flow", "digits-diffusion", "digits-text2img",
+         "en-fr-numbers"]
 
 
 def _judge(v: dict) -> str:
@@ -68,6 +69,12 @@ def key_metrics(card: dict) -> tuple[str, str]:
                 f"{v['weight']['agreement']:.1%}, slant {v['slant']['agreement']:.1%}, "
                 f"min class share {v['min_class_share']:.1%}")
         return text, f"digit ≥ 90%, weight and slant ≥ 70%, every digit ≥ 4%: {_met(ok)}"
+    if card["task"] == "translation":  # issue 13's bar
+        g, s = m["greedy_num2words"], m["greedy_without_and"]
+        text = (f"greedy exact match {g['exact_match']:.2%} on {m['test_numbers']:,} held-out "
+                f"numbers ({s['exact_match']:.2%} without 'and'), token accuracy "
+                f"{g['token_accuracy']:.2%}")
+        return text, f"exact match ≥ 99%: {_met(g['exact_match'] >= 0.99)}"
     u, c = m["judge_unconditional"], m["judge_conditional"]
     ok = _judged(u, 0.9) and c.get("agreement", 0) >= 0.9
     text = (f"unconditional {_judge(u)}; conditional (guidance "

@@ -10,11 +10,13 @@ from service.errors import InvalidInput, ServiceError
 from service.imaging import b64, grid_png, png
 from service.json_encoding import dumps
 from service.protocol import generate_schemas as schemas
+from service.protocol.generate_text import text_done, text_event
 from service.protocol.responses import JSONResponse
 from service.protocol.task_schemas import ERRORS
 from service.protocol.v1 import read_task_body
 from service.protocol.v2 import DataPlaneDep
 from service.tasks.generative import Generation, Progress, Sample
+from service.tasks.translation import TextGeneration, Token
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +90,8 @@ def _sse(document: dict) -> bytes:
 
 
 def _event(model, fmt: str, event) -> dict:
+    if isinstance(event, Token | TextGeneration):  # sequence models: Triton's text shape
+        return text_event(model, event, fmt == "attention")
     if isinstance(event, Generation):
         return {**_done(model, fmt, event), "event": "done"}
     head = {"model_name": model.name, "model_version": str(model.version)}
@@ -101,6 +105,8 @@ def _event(model, fmt: str, event) -> dict:
 
 
 def _done(model, fmt: str, generation: Generation) -> dict:
+    if isinstance(generation, TextGeneration):
+        return text_done(model, generation)
     return {"model_name": model.name, "model_version": str(model.version), "seed": generation.seed,
             **generation.facts, **_samples(model, fmt, generation.samples)}
 

@@ -9,6 +9,7 @@ from service.protocol.task_schemas import DIGIT, request_body
 from service.tasks.diffusion import DiffusionParams, DiffusionStreamParams
 from service.tasks.params import LatentParams
 from service.tasks.text2img import TextToImageParams, TextToImageStreamParams
+from service.tasks.translation import GenerateRequest as TranslationRequest
 from service.tasks.vae import VaeParams
 
 GENERATE_EXAMPLES = {
@@ -53,5 +54,9 @@ class GenerateResponse(BaseModel):
 
 
 
-GENERATE_BODY = request_body(GENERATE_EXAMPLES, [LatentParams, VaeParams, DiffusionParams, TextToImageParams])
-STREAM_BODY = request_body(STREAM_EXAMPLES, [LatentParams, VaeParams, DiffusionStreamParams, TextToImageStreamParams])
+GENERATE_BODY = request_body(
+    GENERATE_EXAMPLES, [LatentParams, VaeParams, DiffusionParams, TextToImageParams, TranslationRequest]
+)
+STREAM_BODY = request_body(
+    STREAM_EXAMPLES, [LatentParams, VaeParams, DiffusionStreamParams, TextToImageStreamParams, TranslationRequest]
+)

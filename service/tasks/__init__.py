@@ -8,6 +8,7 @@ from service.tasks.gan import GanModel
 from service.tasks.generic import GenericModel
 from service.tasks.regression import RegressionModel
 from service.tasks.text2img import TextToImageModel
+from service.tasks.translation import TranslationModel
 from service.tasks.vae import VaeModel
 
 TASK_CLASSES: dict[str, type[ServedModel]] = {
@@ -19,6 +20,7 @@ TASK_CLASSES: dict[str, type[ServedModel]] = {
     "flow": FlowModel,
     "diffusion": DiffusionModel,
     "text-to-image": TextToImageModel,
+    "translation": TranslationModel,
 }
 
 

@@ -49,8 +49,8 @@ class TextToImageModel(DiffusionModel):
         shape = self.text_encoder.graph.inputs[0].shape
         if len(shape) != 2 or shape[1] < 1:
             raise ValueError(f"text_encoder input must be (batch, max_words) with a fixed max_words, not {list(shape)}")
-        if not config.vocabulary:
-            raise ValueError("a text-to-image model needs its vocabulary in config.yaml")
+        if not isinstance(config.vocabulary, list):
+            raise TypeError("a text-to-image model needs its vocabulary (one list of words) in config.yaml")
         self.vocabulary = Vocabulary(config.vocabulary, shape[1])
         self.default_guidance = 1.0 if config.default_guidance is None else config.default_guidance
 

@@ -10,10 +10,12 @@ import { setupRegressor } from "./regressor.js";
 import { readState } from "./state.js";
 import { setupTextToImage } from "./text2img.js";
 import { errorBox } from "./ui.js";
+import { setupTranslation } from "./translation.js";
 import { setupVae } from "./vae.js";
 
 const PANELS = { classifier: setupClassifier, regressor: setupRegressor, generators: setupGenerators,
-                 density: setupDensity, vae: setupVae, text2img: setupTextToImage };
+                 density: setupDensity, vae: setupVae, text2img: setupTextToImage,
+                 translation: setupTranslation };
 
 // The key form: a new key reloads the page, so every panel asks again with it.
 function setupKeyForm() {

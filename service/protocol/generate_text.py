@@ -1,0 +1,36 @@
+"""The generate extension's text shape (Triton's): {"text_output": ...} for sequence models.
+
+Streams send one event per token whose text_output is the text it adds (concatenate them for
+the whole output), then a last event with the finish reason.
+"""
+
+from service.tasks.translation import TextGeneration, Token
+
+
+def text_done(model, generation: TextGeneration) -> dict:
+    body = {"model_name": model.name, "model_version": str(model.version),
+            "text_output": generation.text_output, "finish_reason": generation.finish_reason,
+            "tokens": len(generation.tokens)}
+    if generation.seed is not None:
+        body["seed"] = generation.seed
+    if generation.nbest:
+        body["nbest"] = generation.nbest
+    if generation.attention is not None:
+        body["attention"] = {"source_tokens": generation.source_tokens,
+                             "output_tokens": generation.tokens,
+                             "weights": generation.attention.round(4)}
+    return body
+
+
+def text_event(model, event, attention: bool) -> dict:
+    head = {"model_name": model.name, "model_version": str(model.version)}
+    if isinstance(event, Token):
+        body = {**head, "text_output": event.text_output, "index": event.index, "token": event.token}
+        if attention and event.attention is not None:
+            body["attention"] = event.attention.round(4)
+            if event.source_tokens is not None:
+                body["source_tokens"] = event.source_tokens
+        return body
+    done = text_done(model, event)
+    done.pop("attention", None)  # a stream sent each row with its token already
+    return {**done, "text_output": "", "output": event.text_output, "event": "done"}

@@ -1,0 +1,345 @@
+"""Translation: a sequence-to-sequence model of an encoder and a decoder-step graph.
+
+The decoding loop is service/sampling/decoding.py (numpy, driven by send()); every decoder step
+of every running sequence goes through the decoder graph's batcher, so concurrent sequences
+share executions step by step (in-flight batching): a new sequence joins at the next step, a
+finished one leaves at once. Prefixes and sources are padded to the config's fixed lengths, so
+sequences at any position, of any length, fit one batch; the causal and padding masks in the
+graphs keep each row's result its own.
+"""
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import numpy as np
+from pydantic import Field
+
+from service import metrics
+from service.config import Vocabulary
+from service.errors import InvalidInput
+from service.runtime import TensorSpec
+from service.sampling import decoding
+from service.signature import check_inputs
+from service.tasks import positional
+from service.tasks.base import ServedModel
+from service.tasks.params import Params, Seed, validate
+from service.tasks.tokens import MAX_CHARS, Tokenizer
+
+
+class TranslationParams(Params):
+    """The `parameters` of a generate request (Triton's generate extension names)."""
+
+    max_tokens: int | None = Field(None, ge=1, description="most output tokens (default and limit: "
+                                   "the config's max_output_tokens)", examples=[20])
+    temperature: float = Field(0.0, ge=0, le=10, description="0: greedy, deterministic; above: "
+                               "sampling, reproducible with a seed")
+    top_k: int = Field(0, ge=0, description="sampling from the k likeliest tokens (0: all)")
+    top_p: float = Field(1.0, gt=0, le=1, description="sampling from the smallest set of "
+                         "likeliest tokens whose probability reaches top_p")
+    seed: int | None = Seed
+    beam_width: int = Field(1, ge=1, description="above 1: beam search, the best beam returned")
+    nbest: int = Field(1, ge=1, description="beam search: this many best beams with their "
+                       "log-probabilities (at most beam_width)")
+    stop: str | list[str] | None = Field(None, description="greedy and sampled decoding end once "
+                                         "the output ends with one of these strings (kept in it)")
+    attention: bool = Field(False, description="return the cross-attention weights (output "
+                            "tokens x source tokens)")
+
+
+
+class GenerateRequest(Params):
+    text_input: str = Field(max_length=MAX_CHARS, description="English number words",
+                            examples=["three hundred seventy-one thousand and ninety-eight"])
+    parameters: TranslationParams = TranslationParams()
+
+
+@dataclass
+class Plan:
+    """A checked request: its source ids and the decoding options."""
+
+    text_input: str
+    source: list[int]
+    params: TranslationParams
+    max_tokens: int
+    seed: int
+    arrived: float = field(default_factory=time.perf_counter)
+
+    @property
+    def num_samples(self) -> int:  # DataPlane counts a stream's items by it
+        return 1
+
+    @property
+    def format(self) -> str:  # the generate route renders a plan's events by it
+        return "attention" if self.params.attention else "text"
+
+
+@dataclass
+class Token:
+    """One output token of a stream, as soon as it is chosen."""
+
+    index: int
+    token: str
+    text_output: str  # what it adds to the text (a leading space between words)
+    attention: np.ndarray | None  # (S,) over the source tokens
+    source_tokens: list[str] | None = None  # on the first token only, to label the attention
+
+
+@dataclass
+class TextGeneration:
+    """The finished translation; the last event of a stream."""
+
+    text_output: str
+    finish_reason: str  # stop, length
+    tokens: list[str]
+    seed: int | None  # sampling only
+    source_tokens: list[str]
+    attention: np.ndarray | None = None  # (tokens, S)
+    nbest: list[dict] = field(default_factory=list)
+
+    @property
+    def samples(self) -> list[str]:  # DataPlane counts a generation's items by it
+        return [self.text_output]
+
+
+class TranslationModel(ServedModel):
+    def __init__(self, name, version, config, graphs):
+        super().__init__(name, version, config, graphs)
+        self.encoder, self.decoder = graphs["encoder"], graphs["decoder"]
+        positional.check(self.encoder, "encoder", inputs=1, outputs=1)
+        positional.check(self.decoder, "decoder", inputs=4, outputs=2)
+        if not isinstance(config.vocabulary, Vocabulary) or not config.max_input_tokens or not config.max_output_tokens:
+            raise ValueError("a translation model needs vocabulary (source and target lists), "
+                             "max_input_tokens and max_output_tokens in config.yaml")
+        special = config.special_tokens
+        self.pad, self.bos, self.eos = special.pad, special.bos, special.eos
+        if max(self.bos, self.eos, self.pad) >= len(config.vocabulary.target):
+            raise ValueError("special_tokens must be ids of the target vocabulary")
+        classes = self.decoder.graph.outputs[0].shape[-1]
+        if classes > 0 and classes != len(config.vocabulary.target):
+            raise ValueError(f"the decoder gives {classes} logits but the target vocabulary has "
+                             f"{len(config.vocabulary.target)} tokens")
+        self.tokens = Tokenizer(config.vocabulary.source, config.vocabulary.target, self.pad,
+                                config.max_input_tokens)
+        self.max_output_tokens = config.max_output_tokens
+        self.positions = config.max_output_tokens + 1  # BOS + every output token
+        self.max_beam_width = config.max_beam_width
+        self._labels = (name, str(version))
+
+    # ------------------------------------------------------------------ planning
+    def plan(self, params: dict, stream: bool = False) -> Plan:
+        request = validate(GenerateRequest, params, "translation")
+        return self.make_plan(request.text_input, request.parameters)
+
+    def make_plan(self, text, params: TranslationParams, where: str = "text_input") -> Plan:
+        source = self.tokens.encode(text, where)
+        max_tokens = params.max_tokens or self.max_output_tokens
+        if max_tokens > self.max_output_tokens:
+            raise InvalidInput(f"max_tokens {max_tokens} is over this model's max_output_tokens "
+                               f"of {self.max_output_tokens}")
+        if params.beam_width > self.max_beam_width:
+            raise InvalidInput(f"beam_width {params.beam_width} is over this model's "
+                               f"max_beam_width of {self.max_beam_width}")
+        if params.nbest > params.beam_width:
+            raise InvalidInput(f"nbest {params.nbest} is over beam_width {params.beam_width}")
+        if params.beam_width > 1 and params.temperature > 0:
+            raise InvalidInput("beam search is deterministic: use temperature 0 with beam_width > 1")
+        stops = [params.stop] if isinstance(params.stop, str) else (params.stop or [])
+        if any(not s for s in stops):
+            raise InvalidInput("stop strings must not be empty")
+        if stops and params.beam_width > 1:
+            raise InvalidInput("stop applies to greedy and sampled decoding, not to beam search")
+        seed = params.seed if params.seed is not None else secrets.randbelow(2**63)
+        return Plan(text, source, params, max_tokens, seed)
+
+    # ------------------------------------------------------------------ decoding
+    async def generate(self, plan: Plan) -> TextGeneration:
+        result = None
+        async for event in self.stream(plan):  # to its end, so its bookkeeping runs now
+            if isinstance(event, TextGeneration):
+                result = event
+        if result is None:
+            raise RuntimeError("the decoder ended without a translation")
+        return result
+
+    async def stream(self, plan: Plan) -> AsyncIterator[Token | TextGeneration]:
+        """Token events as they are chosen, then the TextGeneration. Leaving early (a client
+        that disconnects cancels the await) stops the loop before its next decoder step."""
+        p = plan.params
+        source = self.tokens.pad_source(plan.source)  # (1, S)
+        n_source = len(plan.source)
+        words = [self.tokens.source[i] for i in plan.source]
+        running = metrics.RUNNING_SEQUENCES.labels(*self._labels)
+        running.inc()
+        try:
+            memory = (await positional.run(self.encoder, source))[0]  # (1, S, D)
+            steps = decoding.decode(
+                bos=self.bos, eos=self.eos, pad=self.pad, positions=self.positions,
+                max_tokens=plan.max_tokens, temperature=p.temperature, top_k=p.top_k,
+                top_p=p.top_p, seed=plan.seed, beam_width=p.beam_width, nbest=p.nbest)
+            stops = [p.stop] if isinstance(p.stop, str) else (p.stop or [])
+            clock = _TokenClock(self._labels, plan.arrived)
+            sent: list[int] = []
+            text = ""
+            call = next(steps)
+            while True:
+                rows = len(call.tokens)
+                logits, attention = await positional.run(
+                    self.decoder, call.tokens, np.full(rows, call.position, dtype=np.int64),
+                    np.repeat(memory, rows, axis=0), np.repeat(source, rows, axis=0))
+                try:
+                    call = steps.send((logits, attention))
+                except StopIteration as done:
+                    result: decoding.Decoded = done.value
+                    break
+                for event in self._new_tokens(call.chosen, sent, attention[:, :n_source], clock, words):
+                    text += event.text_output
+                    yield event
+                if stops and any(text.endswith(s) for s in stops):
+                    steps.close()
+                    result = None
+                    break
+            best = result.best if result is not None else None
+            chosen = best.tokens if best is not None else sent
+            rows = best.attention[:, :n_source] if best is not None else None
+            for event in self._new_tokens(chosen, sent, rows, clock, words, offset=len(sent)):
+                yield event
+            yield self._finished(plan, chosen, result, stopped=result is None)
+        finally:
+            running.dec()
+
+    def _new_tokens(self, chosen: list[int], sent: list[int], attention, clock, words, offset=None):
+        """Token events for the ids of `chosen` not yet sent (appended to `sent`)."""
+        pieces = self.tokens.pieces(chosen)
+        for i in range(len(sent), len(chosen)):
+            sent.append(chosen[i])
+            clock.tick()
+            row = None
+            if attention is not None:  # the step's row; at the end, the best beam's i-th
+                row = attention[0] if offset is None else attention[i]
+            yield Token(i, self.tokens.target[chosen[i]], pieces[i], row,
+                        words if i == 0 else None)
+
+    def _finished(self, plan: Plan, chosen: list[int], result, stopped: bool) -> TextGeneration:
+        metrics.GENERATED_TOKENS.labels(*self._labels).inc(len(chosen))
+        best = result.best if result is not None else None
+        reason = decoding.FINISH_STOP if stopped else best.finish_reason
+        nbest = []
+        if result is not None and plan.params.nbest > 1:
+            nbest = [{"text_output": self.tokens.decode(h.tokens), "log_probability": round(h.score, 4),
+                      "finish_reason": h.finish_reason} for h in result.nbest]
+        return TextGeneration(
+            self.tokens.decode(chosen), reason, [self.tokens.target[i] for i in chosen],
+            plan.seed if plan.params.temperature > 0 else None,  # greedy and beam use none
+            [self.tokens.source[i] for i in plan.source],
+            best.attention[: len(chosen), : len(plan.source)]
+            if best is not None and plan.params.attention else None,
+            nbest)
+
+    # ------------------------------------------------------------------ V1 :predict
+    async def predict(self, body: dict) -> list[dict]:
+        request = validate(PredictRequest, body, "translation")
+        params = TranslationParams(**request.model_dump(exclude={"instances"}))
+        plans = [self.make_plan(text, params, f"instances[{i}]")
+                 for i, text in enumerate(request.instances)]
+        results = await asyncio.gather(*(self.generate(plan) for plan in plans))
+        return [{"text_output": r.text_output, "finish_reason": r.finish_reason,
+                 "tokens": len(r.tokens), **({"nbest": r.nbest} if r.nbest else {})}
+                for r in results]
+
+    # ------------------------------------------------------------------ V2 infer
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return [TensorSpec("text_input", "BYTES", (-1,)), *_PARAM_TENSORS]
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return [TensorSpec("text_output", "BYTES", (-1,)), TensorSpec("finish_reason", "BYTES", (-1,))]
+
+    def check_inputs(self, inputs: dict[str, np.ndarray], datatypes: dict[str, str]) -> None:
+        if "text_input" not in inputs:
+            raise InvalidInput("missing input 'text_input' (BYTES [-1]): the strings to translate")
+        text = inputs["text_input"]
+        if text.ndim == 2 and text.shape[1] == 1:  # [N, 1], as Triton's LLM ensembles send it
+            inputs["text_input"] = text.reshape(-1)
+        specs = {s.name: s for s in self.inputs}
+        check_inputs([specs[n] for n in inputs if n in specs], inputs, datatypes)
+        unknown = [n for n in inputs if n not in specs]
+        if unknown:
+            raise InvalidInput(f"unknown input '{unknown[0]}'; the model's inputs are: {', '.join(specs)}")
+        if not 1 <= len(inputs["text_input"]) <= MAX_STRINGS:
+            raise InvalidInput(f"text_input holds {len(inputs['text_input'])} strings; give 1 to {MAX_STRINGS}")
+
+    async def infer(self, inputs: dict[str, np.ndarray], output_names: list[str] | None) -> dict[str, np.ndarray]:
+        values = {}
+        for spec in _PARAM_TENSORS:
+            if spec.name in inputs:
+                value = inputs[spec.name].reshape(-1)
+                if value.size != 1:
+                    raise InvalidInput(f"input '{spec.name}' must hold one value")
+                values[spec.name] = value[0].item()
+        params = validate(TranslationParams, values, "translation")
+        texts = [_text(v, f"text_input[{i}]") for i, v in enumerate(inputs["text_input"])]
+        plans = [self.make_plan(t, params, f"text_input[{i}]") for i, t in enumerate(texts)]
+        results = await asyncio.gather(*(self.generate(plan) for plan in plans))
+        return {"text_output": _bytes([r.text_output for r in results]),
+                "finish_reason": _bytes([r.finish_reason for r in results])}
+
+    def items(self, inputs: dict[str, np.ndarray]) -> int:
+        return int(inputs["text_input"].size) if "text_input" in inputs else 1
+
+
+MAX_STRINGS = 256  # one V2 request's strings: each is its own sequence of the running batch
+_PARAM_TENSORS = (
+    TensorSpec("max_tokens", "INT32", (1,)),
+    TensorSpec("temperature", "FP32", (1,)),
+    TensorSpec("top_k", "INT32", (1,)),
+    TensorSpec("top_p", "FP32", (1,)),
+    TensorSpec("seed", "INT64", (1,)),
+    TensorSpec("beam_width", "INT32", (1,)),
+)
+
+
+class PredictRequest(TranslationParams):
+    """KServe V1: {"instances": ["twelve", ...], <parameters>}, as the other tasks take them."""
+
+    instances: list[str] = Field(min_length=1, max_length=MAX_STRINGS,
+                                 description="English number words, one string per translation",
+                                 examples=[["twelve", "nine hundred"]])
+
+
+def _text(value, where: str) -> str:
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidInput(f"{where} is not UTF-8 text") from None
+    if isinstance(value, str):
+        return value
+    raise InvalidInput(f"{where} must be a string")
+
+
+def _bytes(texts: list[str]) -> np.ndarray:
+    out = np.empty(len(texts), dtype=object)
+    out[:] = [t.encode("utf-8") for t in texts]
+    return out
+
+
+class _TokenClock:
+    """Time to first token and inter-token latency of one sequence, into the histograms."""
+
+    def __init__(self, labels: tuple[str, str], arrived: float):
+        self._ttft = metrics.TIME_TO_FIRST_TOKEN.labels(*labels)
+        self._itl = metrics.INTER_TOKEN_LATENCY.labels(*labels)
+        self._last: float | None = None
+        self._arrived = arrived
+
+    def tick(self) -> None:
+        now = time.perf_counter()
+        if self._last is None:
+            self._ttft.observe(now - self._arrived)
+        else:
+            self._itl.observe(now - self._last)
+        self._last = now

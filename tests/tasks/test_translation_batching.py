@@ -1,0 +1,154 @@
+"""In-flight batching of translations: concurrent sequences share decoder executions step by
+step, each greedy output stays what it is alone, a request joins at the next step and leaves as
+soon as it is done, and a stream whose client leaves runs no further step."""
+
+import asyncio
+import json
+import re
+import shutil
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL = "en-fr-numbers"
+TRAINED = ROOT / "models" / MODEL
+# Different source lengths and output lengths (2 to 19 tokens), so rows of one execution sit
+# at different positions with different padding.
+TEXTS = [
+    "twelve",
+    "seven hundred and ninety-seven thousand, seven hundred and ninety-seven",
+    "eighty",
+    "four hundred thousand and one",
+    "ninety-one thousand, one hundred and eleven",
+    "six",
+    "twenty-one thousand and twenty-one",
+    "nine hundred and ninety-nine thousand, nine hundred and ninety-nine",
+]
+
+pytestmark = pytest.mark.skipif(not TRAINED.is_dir(), reason="models/en-fr-numbers is not trained")
+
+
+@pytest.fixture(scope="module")
+def url(module_server, tmp_path_factory) -> str:
+    repo = tmp_path_factory.mktemp("inflight") / "models"
+    shutil.copytree(TRAINED, repo / MODEL)
+    return module_server(repo)
+
+
+def metric(url: str, name: str) -> float:
+    text = httpx.get(f"{url}/metrics").text
+    found = re.search(rf'^{name}\{{model="{MODEL}",version="1"\}} (\S+)$', text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+def executions(url: str) -> float:
+    return metric(url, "modelserve_inference_exec_count_total")
+
+
+async def translate_all(url: str, texts: list[str], **parameters) -> list[dict]:
+    async with httpx.AsyncClient(timeout=120) as client:
+        responses = await asyncio.gather(*(
+            client.post(f"{url}/v2/models/{MODEL}/generate",
+                        json={"text_input": t, "parameters": parameters}) for t in texts))
+    assert all(r.status_code == 200 for r in responses), [r.text for r in responses]
+    return [r.json() for r in responses]
+
+
+@pytest.mark.parametrize("parameters", [{}, {"beam_width": 3}, {"temperature": 1.5, "seed": 7}])
+def test_concurrent_sequences_share_steps_and_match_solo_runs(url, parameters):
+    before = executions(url)
+    solo = [asyncio.run(translate_all(url, [t], **parameters))[0] for t in TEXTS]
+    solo_executions = executions(url) - before
+    before = executions(url)
+    together = asyncio.run(translate_all(url, TEXTS, **parameters))
+    shared = executions(url) - before
+    for alone, batched, text in zip(solo, together, TEXTS, strict=True):
+        assert batched["text_output"] == alone["text_output"], f"differs when batched: {text}"
+    assert shared < solo_executions / 2, (shared, solo_executions)  # steps were shared, not run one by one
+
+
+async def _join_and_leave(url: str) -> tuple[list[str], dict]:
+    """A long stream runs; a short request joins after its first token and must finish first."""
+    order: list[str] = []
+    short_result: dict = {}
+    async with httpx.AsyncClient(timeout=120) as client:
+        async def long_stream():
+            body = {"text_input": TEXTS[1]}
+            async with client.stream("POST", f"{url}/v2/models/{MODEL}/generate_stream", json=body) as response:
+                async for line in response.aiter_lines():
+                    if not line.startswith("data: "):
+                        continue
+                    event = json.loads(line[6:])
+                    if event.get("index") == 0:
+                        joined.set()
+                    if event.get("event") == "done":
+                        order.append("long")
+
+        async def short_request():
+            await joined.wait()
+            response = await client.post(f"{url}/v2/models/{MODEL}/generate",
+                                         json={"text_input": "six"})
+            short_result.update(response.json())
+            order.append("short")
+
+        joined = asyncio.Event()
+        await asyncio.gather(long_stream(), short_request())
+    return order, short_result
+
+
+def test_a_request_joins_at_the_next_step_and_leaves_when_done(url):
+    order, short = _join_and_leave_sync(url)
+    assert short["text_output"] == "six"
+    assert order == ["short", "long"]  # it never waited for the long sequence it shared steps with
+
+
+def _join_and_leave_sync(url):
+    return asyncio.run(_join_and_leave(url))
+
+
+async def _leave_a_busy_stream(url: str) -> None:
+    """Leave a stream after its first token while 48 other sequences keep every step busy, so
+    the stream is still decoding when the server sees the connection close."""
+    async with httpx.AsyncClient(timeout=120) as client:
+        busy = [asyncio.create_task(client.post(f"{url}/v2/models/{MODEL}/generate",
+                                                json={"text_input": TEXTS[1 + i % 2 * 6]}))
+                for i in range(48)]
+        async with client.stream("POST", f"{url}/v2/models/{MODEL}/generate_stream",
+                                 json={"text_input": TEXTS[7]}) as response:
+            async for line in response.aiter_lines():
+                if line.startswith("data: "):
+                    break  # the first token: leave
+        await asyncio.gather(*busy)
+
+
+def test_a_stream_stops_at_the_next_step_when_the_client_leaves(url):
+    def count() -> float:  # label order is the client library's: match each label alone
+        for line in httpx.get(f"{url}/metrics").text.splitlines():
+            if line.startswith("modelserve_inference_request_failure_total{") and all(
+                    label in line for label in (f'model="{MODEL}"', 'version="1"', 'reason="cancelled"')):
+                return float(line.split()[-1])
+        return 0.0
+
+    before = count()
+    asyncio.run(_leave_a_busy_stream(url))
+    deadline = time.monotonic() + 10
+    while metric(url, "modelserve_running_sequences") > 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert metric(url, "modelserve_running_sequences") == 0
+    assert count() == before + 1  # it ended unfinished: its loop stopped, not ran to the end
+    settled = executions(url)
+    time.sleep(0.5)
+    assert executions(url) == settled  # and nothing runs on for it
+
+
+def test_token_metrics(url):
+    asyncio.run(translate_all(url, TEXTS[:3]))
+    text = httpx.get(f"{url}/metrics").text
+    for name in ("modelserve_time_to_first_token_seconds_count",
+                 "modelserve_inter_token_latency_seconds_count",
+                 "modelserve_generated_tokens_total"):
+        assert metric(url, name) > 0, name
+    assert "modelserve_running_sequences" in text
