@@ -11,7 +11,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-Task = Literal["generic", "classification", "regression", "gan", "vae", "flow", "diffusion"]
+Task = Literal["generic", "classification", "regression", "gan", "vae", "flow", "diffusion",
+               "node-classification"]
 
 # The graph roles each task needs in its version folder, with their default file names.
 TASK_GRAPHS: dict[str, dict[str, str]] = {
@@ -22,6 +23,7 @@ TASK_GRAPHS: dict[str, dict[str, str]] = {
     "vae": {"encoder": "encoder.onnx", "decoder": "decoder.onnx"},
     "flow": {"forward": "forward.onnx", "inverse": "inverse.onnx"},
     "diffusion": {"denoiser": "denoiser.onnx"},
+    "node-classification": {"model": "model.onnx"},
 }
 
 
@@ -119,6 +121,9 @@ class ModelConfig(Strict):
     default_steps: int | None = Field(None, gt=0)
     max_steps: int | None = Field(None, gt=0)
     null_label: int | None = Field(None, ge=0)
+    # node-classification: the largest graph one request may send.
+    max_nodes: int = Field(10_000, gt=0)
+    max_edges: int = Field(100_000, gt=0)
 
     @model_validator(mode="after")
     def _graph_roles_match_task(self) -> "ModelConfig":

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from training import classifiers, diffusion, flow, gan, regressor, vae
+from training import classifiers, diffusion, flow, gan, graph_models, regressor, vae
 
 # name -> (module, config); the order of `all`
 MODELS = {
@@ -23,6 +23,8 @@ MODELS = {
     "digits-flow": (flow, flow.CONFIGS["digits-flow"]),
     "moons-flow": (flow, flow.CONFIGS["moons-flow"]),
     "digits-diffusion": (diffusion, diffusion.Config()),
+    "graph-gcn": (graph_models, "graph-gcn"),
+    "graph-gcn-deep": (graph_models, "graph-gcn-deep"),
 }
 
 

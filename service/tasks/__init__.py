@@ -6,6 +6,7 @@ from service.tasks.diffusion import DiffusionModel
 from service.tasks.flow import FlowModel
 from service.tasks.gan import GanModel
 from service.tasks.generic import GenericModel
+from service.tasks.node_classification import NodeClassificationModel
 from service.tasks.regression import RegressionModel
 from service.tasks.vae import VaeModel
 
@@ -17,6 +18,7 @@ TASK_CLASSES: dict[str, type[ServedModel]] = {
     "vae": VaeModel,
     "flow": FlowModel,
     "diffusion": DiffusionModel,
+    "node-classification": NodeClassificationModel,
 }
 
 
