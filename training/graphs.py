@@ -42,7 +42,8 @@ class Graph:
         """The graph as the V1 endpoint takes it: nodes' features and each undirected edge once."""
         src, dst = self.edge_index
         once = src < dst
-        return {"nodes": np.round(self.x, 4).tolist(),
+        # float32 -> float64 -> JSON -> float32 is exact: a client sends the very same graph.
+        return {"nodes": self.x.astype(np.float64).tolist(),
                 "edges": np.stack([src[once], dst[once]], 1).tolist(),
                 "communities": self.y.tolist()}
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from training.judge import latest_version
 
 ORDER = ["digits-shallow", "digits-deep", "digits-cnn", "diabetes-regressor", "digits-gan",
-         "digits-vae", "digits-flow", "moons-flow", "digits-diffusion"]
+         "digits-vae", "digits-flow", "moons-flow", "digits-diffusion", "graph-gcn", "graph-gcn-deep"]
 
 
 def _judge(v: dict) -> str:
@@ -59,6 +59,14 @@ def key_metrics(card: dict) -> tuple[str, str]:
         return text, f"≥ 99% both: {_met(ok)}"
     if card["task"] == "flow":
         return f"test NLL {m['test_nll_nats_per_point']:.3f} nats/point", "reported"
+    if card["task"] == "node-classification":  # issue 14's bars
+        text = (f"{m['served']}: test accuracy {m['test_accuracy']:.3f} on held-out graphs, karate "
+                f"{m['karate_accuracy']:.3f}; embedding cosine similarity {m['cosine_similarity']:.3f}, "
+                f"Dirichlet energy {m['dirichlet_energy']:.4f}")
+        if name == "graph-gcn":
+            return text, f"≥ 0.90: {_met(m['test_accuracy'] >= 0.9)}"
+        best = m["depth_study"][m["best"].split("-")[0]][m["best"].split("-")[1]]["test_accuracy"]
+        return text, f"visibly worse than the best ({best:.3f}): {_met(m['test_accuracy'] < best - 0.3)}"
     u, c = m["judge_unconditional"], m["judge_conditional"]
     ok = _judged(u, 0.9) and c.get("agreement", 0) >= 0.9
     text = (f"unconditional {_judge(u)}; conditional (guidance "
@@ -76,7 +84,7 @@ def table(models: Path, out: Path) -> str:
         card = json.loads((vdir / "card.json").read_text())
         metrics, bar = key_metrics(card)
         pictures = [f"[{p}]({os.path.relpath(vdir / p, out.parent)})"
-                    for p in ("samples.png", "loss.png") if (vdir / p).exists()]
+                    for p in ("samples.png", "depth.png", "loss.png") if (vdir / p).exists()]
         rows.append(f"| `{name}` v{card['version']} | {card['family']} | {card['parameters']:,} "
                     f"| {metrics} | {bar} | {' '.join(pictures)} |")
     return "\n".join(rows)
