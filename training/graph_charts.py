@@ -3,7 +3,7 @@
 import math
 from pathlib import Path
 
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from training import graphs
 
@@ -21,6 +21,7 @@ def depth_png(path: Path, table: dict, served: str) -> None:
     """table: {"plain"|"residual": {depth: metrics}} as in the card; one panel per measure."""
     img = Image.new("RGB", (PANEL_W * len(PANELS), PANEL_H + 40), "white")
     draw = ImageDraw.Draw(img)
+    draw.font = ImageFont.load_default(size=12)  # Pillow's own scalable font: no system fonts needed
     for i, (key, title, low, high, log) in enumerate(PANELS):
         _panel(draw, i * PANEL_W, table, key, title, low, high, log)
     x = 10

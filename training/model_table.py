@@ -90,15 +90,39 @@ def table(models: Path, out: Path) -> str:
     return "\n".join(rows)
 
 
+def depth_table(models: Path) -> str:
+    """Issue 14's study from graph-gcn's card: accuracy and oversmoothing against depth."""
+    vdir = latest_version(models / "graph-gcn")
+    if vdir is None:
+        return "(no graph-gcn in the repository)"
+    study = json.loads((vdir / "card.json").read_text())["metrics"]["depth_study"]
+    rows = [("| depth | plain: test accuracy | cosine similarity | Dirichlet energy "
+            "| residual: test accuracy | cosine similarity | Dirichlet energy |"),
+            "|---:|---:|---:|---:|---:|---:|---:|"]
+    for depth in sorted(study["plain"], key=int):
+        cells = [f"{study[k][depth]['test_accuracy']:.3f} | {study[k][depth]['cosine_similarity']:.3f} | "
+                 f"{study[k][depth]['dirichlet_energy']:.4f}" for k in ("plain", "residual")]
+        rows.append(f"| {depth} | {' | '.join(cells)} |")
+    return "\n".join(rows)
+
+
+def _replace(text: str, marker: str, body: str) -> str:
+    """The text between <!-- marker --> and <!-- /marker --> replaced by body (kept if absent)."""
+    if f"<!-- {marker} -->" not in text:
+        return text
+    head, rest = text.split(f"<!-- {marker} -->", 1)
+    tail = rest.split(f"<!-- /{marker} -->", 1)[1]
+    return f"{head}<!-- {marker} -->\n{body}\n<!-- /{marker} -->{tail}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", type=Path, default=Path("models"))
     parser.add_argument("--out", type=Path, default=Path("docs/MODELS.md"))
     args = parser.parse_args()
     text = args.out.read_text() if args.out.exists() else "<!-- table -->\n<!-- /table -->\n"
-    head, rest = text.split("<!-- table -->", 1)
-    tail = rest.split("<!-- /table -->", 1)[1]
-    args.out.write_text(f"{head}<!-- table -->\n{table(args.models, args.out)}\n<!-- /table -->{tail}")
+    text = _replace(text, "table", table(args.models, args.out))
+    args.out.write_text(_replace(text, "depth", depth_table(args.models)))
 
 
 if __name__ == "__main__":

@@ -217,3 +217,30 @@ def test_concurrent_graphs_share_executions_and_get_their_own_answers(url, card)
     requests = after["inference_count"] - before["inference_count"]
     executions = after["execution_count"] - before["execution_count"]
     assert requests == len(test_graphs) and executions < requests
+
+
+@pytest.fixture(scope="module")
+def tiny_url(module_server, tmp_path_factory) -> str:
+    from tests.tasks import builders
+
+    repo = tmp_path_factory.mktemp("tiny-graph") / "models"
+    builders.write(repo, "graph", {"task": "node-classification", "labels": ["a", "b", "c"]},
+                   {"model.onnx": builders.node_classifier()})
+    return module_server(repo)
+
+
+def test_a_tiny_graph_computed_by_hand(tiny_url):
+    from tests.tasks.builders import NODE_W
+
+    x = np.array([[0.5, -0.5], [1.0, 0.0], [0.0, 1.0]])
+    reply = httpx.post(f"{tiny_url}/v1/models/graph:predict",
+                       json={"instances": [{"nodes": x.tolist(), "edges": [[0, 1], [1, 2]]}]})
+    assert reply.status_code == 200, reply.text
+    h = x @ NODE_W
+    logits = h + np.array([h[1], h[0] + h[2], h[1]])  # each node adds its neighbours' h
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    [prediction] = reply.json()["predictions"]
+    assert [n["label"] for n in prediction["nodes"]] == [["a", "b", "c"][i] for i in p.argmax(1)]
+    np.testing.assert_allclose([list(n["probabilities"].values()) for n in prediction["nodes"]], p, rtol=1e-5)
+    assert "oversmoothing" not in prediction  # the graph gives no embeddings
