@@ -46,15 +46,18 @@ def normalised_edges(edge_index: torch.Tensor, n: int) -> tuple[torch.Tensor, to
     loops = torch.arange(n, dtype=edge_index.dtype)  # (N,)
     src = torch.cat([edge_index[0], loops])
     dst = torch.cat([edge_index[1], loops])
-    # index_add exports to ONNX ScatterND with reduction "add".
-    degree = torch.zeros(n).index_add(0, dst, torch.ones(dst.shape[0]))  # (N,) in-degree + 1
+    # scatter_add exports to ONNX ScatterElements (reduction "add"), which ONNX Runtime runs in
+    # order. Not index_add: it exports to ScatterND, whose "add" ONNX Runtime splits over its
+    # threads, and updates of one node from two threads race (wrong sums, different every run).
+    degree = torch.zeros(n).scatter_add(0, dst, torch.ones(dst.shape[0]))  # (N,) in-degree + 1
     inv_sqrt = degree.rsqrt()
     return src, dst, inv_sqrt[src] * inv_sqrt[dst]
 
 
 def propagate(h: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Sum over incoming edges of weight * h[src]: (N, H) -> (N, H)."""
-    return torch.zeros_like(h).index_add(0, dst, h[src] * weight[:, None])
+    messages = h[src] * weight[:, None]  # (E, H)
+    return torch.zeros_like(h).scatter_add(0, dst[:, None].expand(-1, h.shape[1]), messages)
 
 
 class GCN(nn.Module):

@@ -69,6 +69,9 @@ def export(net: GCN, path: Path) -> None:
     scrub(path)
     model = onnx.load(str(path))
     onnx.checker.check_model(model)
+    if any(node.op_type == "ScatterND" for node in model.graph.node):
+        # ONNX Runtime's ScatterND "add" races across threads (see gcn.normalised_edges).
+        raise ExportError(f"{path.name}: ScatterND in the graph; aggregate with scatter_add")
     for value in list(model.graph.input) + list(model.graph.output):
         dims = [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
         dynamic = 1 if value.name == "edge_index" else 0
