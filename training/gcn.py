@@ -46,18 +46,25 @@ def normalised_edges(edge_index: torch.Tensor, n: int) -> tuple[torch.Tensor, to
     loops = torch.arange(n, dtype=edge_index.dtype)  # (N,)
     src = torch.cat([edge_index[0], loops])
     dst = torch.cat([edge_index[1], loops])
-    # scatter_add exports to ONNX ScatterElements (reduction "add"), which ONNX Runtime runs in
-    # order. Not index_add: it exports to ScatterND, whose "add" ONNX Runtime splits over its
-    # threads, and updates of one node from two threads race (wrong sums, different every run).
+    # Sums go through 1-D scatter_add, ONNX ScatterElements (reduction "add"), which ONNX Runtime
+    # runs in order on any number of threads. Not index_add: it exports to ScatterND, whose "add"
+    # ONNX Runtime splits over its threads, and two threads adding into one node race (wrong
+    # sums, different on every run). A 2-D ScatterElements is right too, but its cost grew
+    # faster than the graph (bench/graphs.py); flat indices grow with it.
     degree = torch.zeros(n).scatter_add(0, dst, torch.ones(dst.shape[0]))  # (N,) in-degree + 1
     inv_sqrt = degree.rsqrt()
     return src, dst, inv_sqrt[src] * inv_sqrt[dst]
 
 
-def propagate(h: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Sum over incoming edges of weight * h[src]: (N, H) -> (N, H)."""
-    messages = h[src] * weight[:, None]  # (E, H)
-    return torch.zeros_like(h).scatter_add(0, dst[:, None].expand(-1, h.shape[1]), messages)
+def flat_targets(dst: torch.Tensor, width: int) -> torch.Tensor:
+    """(E * H,): where each element of each message lands in the flattened (N * H) sums."""
+    return (dst[:, None] * width + torch.arange(width, dtype=dst.dtype)).reshape(-1)
+
+
+def propagate(h: torch.Tensor, src: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Sum over incoming edges of weight * h[src]: (N, H) -> (N, H); targets from flat_targets."""
+    messages = (h[src] * weight[:, None]).reshape(-1)  # (E * H,)
+    return torch.zeros(h.shape[0] * h.shape[1]).scatter_add(0, targets, messages).reshape(h.shape)
 
 
 class GCN(nn.Module):
@@ -77,8 +84,9 @@ class GCN(nn.Module):
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         src, dst, weight = normalised_edges(edge_index, x.shape[0])
         h = torch.relu(self.encode(x))  # (N, H)
+        targets = flat_targets(dst, h.shape[1])  # once for every layer
         for layer in self.layers:
-            update = torch.relu(propagate(layer(h), src, dst, weight))  # (N, H)
+            update = torch.relu(propagate(layer(h), src, targets, weight))  # (N, H)
             h = h + update if self.residual else update
         return self.head(h), h
 
