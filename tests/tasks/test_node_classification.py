@@ -19,6 +19,7 @@ MODELS = ROOT / "models"
 SERVED = ("graph-gcn", "graph-gcn-deep")
 LIMITED = "graph-limited"  # graph-gcn under an operator's small limits
 LIMITS = {"max_nodes": 40, "max_edges": 200}
+JOINED = "graph-joined"  # graph-gcn-deep with concurrent graphs joined (max_batch_size 64)
 
 
 def version_dir(name: str):
@@ -43,6 +44,8 @@ def url(card, module_server, tmp_path_factory) -> str:
     limited = repo / LIMITED
     shutil.copytree(version_dir("graph-gcn"), limited / "1")
     (limited / "config.yaml").write_text("".join(f"{k}: {v}\n" for k, v in LIMITS.items()))
+    shutil.copytree(version_dir("graph-gcn-deep"), repo / JOINED / "1")
+    (repo / JOINED / "config.yaml").write_text("max_batch_size: 64\n")
     return module_server(repo)
 
 
@@ -197,7 +200,7 @@ def test_concurrent_graphs_share_executions_and_get_their_own_answers(url, card)
 
     test_graphs = graphs.split("test", 24)
     alone = [ort_run("graph-gcn-deep", g.x, g.edge_index)[0] for g in test_graphs]
-    before = httpx.get(f"{url}/v2/models/graph-gcn-deep/stats").json()["model_stats"][0]
+    before = httpx.get(f"{url}/v2/models/{JOINED}/stats").json()["model_stats"][0]
 
     async def ask_all() -> list[np.ndarray]:
         async with httpx.AsyncClient(timeout=60) as client:
@@ -206,17 +209,34 @@ def test_concurrent_graphs_share_executions_and_get_their_own_answers(url, card)
                     {"name": "x", "shape": list(g.x.shape), "datatype": "FP32", "data": g.x.ravel().tolist()},
                     {"name": "edge_index", "shape": list(g.edge_index.shape), "datatype": "INT64",
                      "data": g.edge_index.ravel().tolist()}], "outputs": [{"name": "logits"}]}
-                reply = await client.post(f"{url}/v2/models/graph-gcn-deep/infer", json=body)
+                reply = await client.post(f"{url}/v2/models/{JOINED}/infer", json=body)
                 out = reply.json()["outputs"][0]
                 return np.array(out["data"], dtype=np.float32).reshape(out["shape"])
             return await asyncio.gather(*(ask(g) for g in test_graphs))
 
     for got, want in zip(asyncio.run(ask_all()), alone):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
-    after = httpx.get(f"{url}/v2/models/graph-gcn-deep/stats").json()["model_stats"][0]
+    after = httpx.get(f"{url}/v2/models/{JOINED}/stats").json()["model_stats"][0]
     requests = after["inference_count"] - before["inference_count"]
     executions = after["execution_count"] - before["execution_count"]
     assert requests == len(test_graphs) and executions < requests
+
+
+def test_the_committed_models_run_each_graph_alone(url, card):
+    """Joining did not pay on CPU (bench/graphs.py): the operator config turns it off."""
+    from training import graphs
+
+    before = httpx.get(f"{url}/v2/models/graph-gcn/stats").json()["model_stats"][0]
+
+    async def ask_all() -> None:
+        async with httpx.AsyncClient(timeout=60) as client:
+            await asyncio.gather(*(client.post(f"{url}/v1/models/graph-gcn:predict", json={
+                "instances": [{"nodes": g.x.tolist(), "edges": g.edge_index.T.tolist()}], "directed": True})
+                for g in graphs.split("test", 8)))
+
+    asyncio.run(ask_all())
+    after = httpx.get(f"{url}/v2/models/graph-gcn/stats").json()["model_stats"][0]
+    assert after["execution_count"] - before["execution_count"] == 8
 
 
 @pytest.fixture(scope="module")
