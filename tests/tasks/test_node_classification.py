@@ -264,3 +264,10 @@ def test_a_tiny_graph_computed_by_hand(tiny_url):
     assert [n["label"] for n in prediction["nodes"]] == [["a", "b", "c"][i] for i in p.argmax(1)]
     np.testing.assert_allclose([list(n["probabilities"].values()) for n in prediction["nodes"]], p, rtol=1e-5)
     assert "oversmoothing" not in prediction  # the graph gives no embeddings
+
+
+def test_the_card_serves_the_depth_chart_and_the_graphs_to_draw(url):
+    body = httpx.get(f"{url}/v2/models/graph-gcn/card").json()
+    assert "depth.png" in body["files"] and set(body["card"]["graphs"]) == {"karate", "generated"}
+    chart = httpx.get(f"{url}/v2/models/graph-gcn/files/depth.png")
+    assert chart.status_code == 200 and chart.content.startswith(b"\x89PNG")
