@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 Task = Literal[
     "generic", "classification", "regression", "gan", "vae", "flow", "diffusion", "text-to-image", "translation",
+    "node-classification",
 ]
 
 # The graph roles each task needs in its version folder, with their default file names.
@@ -26,6 +27,7 @@ TASK_GRAPHS: dict[str, dict[str, str]] = {
     "diffusion": {"denoiser": "denoiser.onnx"},
     "text-to-image": {"text_encoder": "text_encoder.onnx", "denoiser": "denoiser.onnx"},
     "translation": {"encoder": "encoder.onnx", "decoder": "decoder.onnx"},
+    "node-classification": {"model": "model.onnx"},
 }
 
 
@@ -182,6 +184,9 @@ class ModelConfig(Strict):
     max_input_tokens: int | None = Field(None, gt=0)
     max_output_tokens: int | None = Field(None, gt=0)
     max_beam_width: int = Field(8, gt=0)
+    # node-classification: the largest graph one request may send.
+    max_nodes: int = Field(10_000, gt=0)
+    max_edges: int = Field(100_000, gt=0)
 
     @model_validator(mode="after")
     def _graph_roles_match_task(self) -> "ModelConfig":

@@ -18,6 +18,7 @@ from training import (
     diffusion,
     flow,
     gan,
+    graph_models,
     regressor,
     text2img,
     translation,
@@ -37,6 +38,8 @@ MODELS = {
     "digits-diffusion": (diffusion, diffusion.Config()),
     "digits-text2img": (text2img, text2img.Config()),
     "en-fr-numbers": (translation, translation.Config()),
+    "graph-gcn": (graph_models, "graph-gcn"),
+    "graph-gcn-deep": (graph_models, "graph-gcn-deep"),
 }
 
 

@@ -12,7 +12,7 @@ from training.judge import latest_version
 
 ORDER = ["digits-shallow", "digits-deep", "digits-cnn", "diabetes-regressor", "digits-gan",
          "digits-vae", "digits-flow", "moons-flow", "digits-diffusion", "digits-text2img",
-         "en-fr-numbers"]
+         "en-fr-numbers", "graph-gcn", "graph-gcn-deep"]
 
 
 def _judge(v: dict) -> str:
@@ -75,6 +75,14 @@ def key_metrics(card: dict) -> tuple[str, str]:
                 f"numbers ({s['exact_match']:.2%} without 'and'), token accuracy "
                 f"{g['token_accuracy']:.2%}")
         return text, f"exact match ≥ 99%: {_met(g['exact_match'] >= 0.99)}"
+    if card["task"] == "node-classification":  # issue 14's bars
+        text = (f"{m['served']}: test accuracy {m['test_accuracy']:.3f} on held-out graphs, karate "
+                f"{m['karate_accuracy']:.3f}; embedding cosine similarity {m['cosine_similarity']:.3f}, "
+                f"Dirichlet energy {m['dirichlet_energy']:.4f}")
+        if name == "graph-gcn":
+            return text, f"≥ 0.90: {_met(m['test_accuracy'] >= 0.9)}"
+        best = m["depth_study"][m["best"].split("-")[0]][m["best"].split("-")[1]]["test_accuracy"]
+        return text, f"visibly worse than the best ({best:.3f}): {_met(m['test_accuracy'] < best - 0.3)}"
     u, c = m["judge_unconditional"], m["judge_conditional"]
     ok = _judged(u, 0.9) and c.get("agreement", 0) >= 0.9
     text = (f"unconditional {_judge(u)}; conditional (guidance "
@@ -92,10 +100,35 @@ def table(models: Path, out: Path) -> str:
         card = json.loads((vdir / "card.json").read_text())
         metrics, bar = key_metrics(card)
         pictures = [f"[{p}]({os.path.relpath(vdir / p, out.parent)})"
-                    for p in ("samples.png", "loss.png") if (vdir / p).exists()]
+                    for p in ("samples.png", "depth.png", "loss.png") if (vdir / p).exists()]
         rows.append(f"| `{name}` v{card['version']} | {card['family']} | {card['parameters']:,} "
                     f"| {metrics} | {bar} | {' '.join(pictures)} |")
     return "\n".join(rows)
+
+
+def depth_table(models: Path) -> str:
+    """Issue 14's study from graph-gcn's card: accuracy and oversmoothing against depth."""
+    vdir = latest_version(models / "graph-gcn")
+    if vdir is None:
+        return "(no graph-gcn in the repository)"
+    study = json.loads((vdir / "card.json").read_text())["metrics"]["depth_study"]
+    rows = [("| depth | plain: test accuracy | cosine similarity | Dirichlet energy "
+            "| residual: test accuracy | cosine similarity | Dirichlet energy |"),
+            "|---:|---:|---:|---:|---:|---:|---:|"]
+    for depth in sorted(study["plain"], key=int):
+        cells = [f"{study[k][depth]['test_accuracy']:.3f} | {study[k][depth]['cosine_similarity']:.3f} | "
+                 f"{study[k][depth]['dirichlet_energy']:.4f}" for k in ("plain", "residual")]
+        rows.append(f"| {depth} | {' | '.join(cells)} |")
+    return "\n".join(rows)
+
+
+def _replace(text: str, marker: str, body: str) -> str:
+    """The text between <!-- marker --> and <!-- /marker --> replaced by body (kept if absent)."""
+    if f"<!-- {marker} -->" not in text:
+        return text
+    head, rest = text.split(f"<!-- {marker} -->", 1)
+    tail = rest.split(f"<!-- /{marker} -->", 1)[1]
+    return f"{head}<!-- {marker} -->\n{body}\n<!-- /{marker} -->{tail}"
 
 
 def main() -> None:
@@ -104,9 +137,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/MODELS.md"))
     args = parser.parse_args()
     text = args.out.read_text() if args.out.exists() else "<!-- table -->\n<!-- /table -->\n"
-    head, rest = text.split("<!-- table -->", 1)
-    tail = rest.split("<!-- /table -->", 1)[1]
-    args.out.write_text(f"{head}<!-- table -->\n{table(args.models, args.out)}\n<!-- /table -->{tail}")
+    text = _replace(text, "table", table(args.models, args.out))
+    args.out.write_text(_replace(text, "depth", depth_table(args.models)))
 
 
 if __name__ == "__main__":

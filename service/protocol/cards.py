@@ -21,7 +21,8 @@ from service.tasks.base import ServedModel
 router = APIRouter(prefix="/v2", default_response_class=JSONResponse, tags=["Model cards"])
 
 CARD = "card.json"
-FILES = {"samples.png": "image/png", "loss.png": "image/png"}  # the only files served
+# The only files served; depth.png: a graph network's accuracy and oversmoothing against depth.
+FILES = {"samples.png": "image/png", "loss.png": "image/png", "depth.png": "image/png"}
 
 
 def _folder(dataplane, model: ServedModel) -> Path:
@@ -73,7 +74,7 @@ def _card_routes(path: str) -> None:
 
     @router.get(
         f"{path}/files/{{file}}", responses={200: {"content": {"image/png": {}}}, **ERRORS},
-        response_class=Response, summary="samples.png or loss.png of the version",
+        response_class=Response, summary="samples.png, loss.png or depth.png of the version",
     )
     async def card_file(dataplane: DataPlaneDep, name: str, file: str, version: str | None = None):
         model = dataplane.model(name, version)

@@ -27,6 +27,10 @@ PREDICT_EXAMPLES = {
     "regression": {"summary": "regressor: named features", "value": {"instances": [PATIENT]}},
     "regression_array": {"summary": "regressor: features in order", "value": {"instances": [list(PATIENT.values())]}},
     "flow": {"summary": "flow or vae: a digit's log-density or latent code", "value": {"instances": [DIGIT]}},
+    "node_classification": {
+        "summary": "node classifier: a graph, its nodes' features and its edges (pairs, undirected)",
+        "value": {"instances": [{"nodes": [[0.5, -0.5], [1.0, 0.0], [0.0, 1.0]], "edges": [[0, 1], [1, 2]]}]},
+    },
 }
 EXPLAIN_EXAMPLES = {
     "classification": {"summary": "classifier: which pixels made the predicted label", "value": {"instances": [DIGIT]}},
@@ -75,8 +79,21 @@ class LatentPrediction(BaseModel):
     log_var: list[float]
 
 
+class NodePrediction(BaseModel):
+    label: str
+    probability: float
+    probabilities: dict[str, float] = Field(description="label -> probability")
+
+
+class GraphPrediction(BaseModel):
+    nodes: list[NodePrediction] = Field(description="one per node, in the order sent")
+    oversmoothing: dict[str, float] | None = Field(
+        None, description="where the graph outputs node embeddings: their mean pairwise cosine_similarity "
+        "and relative dirichlet_energy")
+
+
 class PredictResponse(BaseModel):
-    predictions: list[ClassPrediction | RegressionPrediction | FlowPrediction | LatentPrediction]
+    predictions: list[ClassPrediction | RegressionPrediction | FlowPrediction | LatentPrediction | GraphPrediction]
 
 
 class Explanation(BaseModel):
@@ -125,6 +142,8 @@ def request_body(examples: dict, schemas: list[type[BaseModel]], multipart: bool
 class _PredictBody(BaseModel):
     instances: list[Any] = Field(min_length=1)
     top_k: int | None = Field(None, description="classification: how many labels to list (default 3)")
+    directed: bool | None = Field(None, description="node classification: each edge [a, b] one message from "
+                                  "a to b (default false: an edge both ways)")
 
 
 class _ReconstructBody(BaseModel):

@@ -6,6 +6,7 @@ from service.tasks.diffusion import DiffusionModel
 from service.tasks.flow import FlowModel
 from service.tasks.gan import GanModel
 from service.tasks.generic import GenericModel
+from service.tasks.node_classification import NodeClassificationModel
 from service.tasks.regression import RegressionModel
 from service.tasks.text2img import TextToImageModel
 from service.tasks.translation import TranslationModel
@@ -21,6 +22,7 @@ TASK_CLASSES: dict[str, type[ServedModel]] = {
     "diffusion": DiffusionModel,
     "text-to-image": TextToImageModel,
     "translation": TranslationModel,
+    "node-classification": NodeClassificationModel,
 }
 
 

@@ -5,6 +5,7 @@ import { loadCatalog } from "./catalog.js";
 import { setupClassifier } from "./classifier.js";
 import { setupDensity } from "./density.js";
 import { setupGenerators } from "./generators.js";
+import { setupGraphs } from "./graphs.js";
 import { renderModels } from "./models.js";
 import { setupRegressor } from "./regressor.js";
 import { readState } from "./state.js";
@@ -15,7 +16,7 @@ import { setupVae } from "./vae.js";
 
 const PANELS = { classifier: setupClassifier, regressor: setupRegressor, generators: setupGenerators,
                  density: setupDensity, vae: setupVae, text2img: setupTextToImage,
-                 translation: setupTranslation };
+                 translation: setupTranslation, graphs: setupGraphs };
 
 // The key form: a new key reloads the page, so every panel asks again with it.
 function setupKeyForm() {

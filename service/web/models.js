@@ -36,6 +36,9 @@ function modelCard(model) {
   if (model.card?.files.includes("loss.png")) {
     pictures.append(el("img", { class: "loss", src: `${base}/loss.png`, alt: `Training loss of ${model.name}` }));
   }
+  if (model.card?.files.includes("depth.png")) {
+    pictures.append(el("img", { class: "loss", src: `${base}/depth.png`, alt: `Accuracy and oversmoothing against depth for ${model.name}` }));
+  }
   if (pictures.children.length) article.append(pictures);
   return article;
 }

@@ -197,6 +197,28 @@ def betas(timesteps: int) -> list[float]:
     return np.linspace(1e-4, 0.02, timesteps).round(6).tolist()
 
 
+# Node classifier: h = x @ W (N, 3); logits = h + the sum of h over each node's incoming edges.
+NODE_W = np.array([[1.0, 0.0, -1.0], [0.0, 1.0, 0.5]], dtype=np.float32)  # 2 features -> 3 labels
+
+
+def node_classifier() -> onnx.ModelProto:
+    nodes = [
+        helper.make_node("MatMul", ["x", "W"], ["h"]),
+        helper.make_node("Gather", ["edge_index", "zero"], ["src"], axis=0),
+        helper.make_node("Gather", ["edge_index", "one"], ["dst"], axis=0),
+        helper.make_node("Gather", ["h", "src"], ["messages"], axis=0),  # (E, 3)
+        helper.make_node("Unsqueeze", ["dst", "axes"], ["dst_column"]),
+        helper.make_node("Shape", ["messages"], ["message_shape"]),
+        helper.make_node("Expand", ["dst_column", "message_shape"], ["targets"]),
+        helper.make_node("Mul", ["h", "nought"], ["zeros"]),
+        helper.make_node("ScatterElements", ["zeros", "targets", "messages"], ["summed"], axis=0, reduction="add"),
+        helper.make_node("Add", ["h", "summed"], ["logits"]),
+    ]
+    return _graph(nodes, [_io("x", ["nodes", 2]), _io("edge_index", [2, "edges"], INT64)], [_io("logits", ["nodes", 3])],
+                  {"W": NODE_W, "zero": np.array(0, np.int64), "one": np.array(1, np.int64),
+                   "axes": np.array([1], np.int64), "nought": np.array(0.0, np.float32)})
+
+
 def task_repository(repo: Path) -> Path:
     """One tiny model of every task, named after it."""
     write(repo, "classifier", {"task": "classification", "labels": LABELS, "data": digits_data()},

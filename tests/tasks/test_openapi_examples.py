@@ -12,6 +12,7 @@ TARGETS = {
         "classification": "classifier", "classification_nested": "classifier",
         "classification_image": "classifier", "regression": "regressor", "regression_array": "regressor",
         "flow": "vae",  # a digit: the tiny flow is 2-D, the trained digits-flow takes it too
+        "node_classification": "graph",
     },
     "/v1/models/{name}:reconstruct": {"array": "vae", "png": "vae"},
     "/v1/models/{name}:explain": {"classification": "classifier", "classification_png": "classifier",
@@ -26,7 +27,10 @@ TARGETS = {
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory, module_server):
-    return module_server(builders.task_repository(tmp_path_factory.mktemp("repo")))
+    repo = builders.task_repository(tmp_path_factory.mktemp("repo"))
+    builders.write(repo, "graph", {"task": "node-classification", "labels": ["a", "b", "c"]},
+                   {"model.onnx": builders.node_classifier()})
+    return module_server(repo)
 
 
 def test_every_task_route_has_examples_and_each_works_as_sent(url):
