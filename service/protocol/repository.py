@@ -5,7 +5,6 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.errors import InvalidInput
 from service.protocol.responses import JSONResponse
 from service.protocol.v2 import DataPlaneDep
 from service.protocol.v2_schemas import ERRORS
@@ -33,42 +32,33 @@ class LoadRequest(BaseModel):
 
 @router.post("/repository/index", response_model=list[IndexRow], tags=["Model repository"], summary="Repository index")
 async def repository_index(dataplane: DataPlaneDep, body: IndexRequest | None = None):
-    return dataplane.registry.index(ready_only=bool(body and body.ready))
+    return dataplane.repository_index(ready_only=bool(body and body.ready))
 
 
 @router.post("/repository/models/{name}/load", tags=["Model repository"], responses=ERRORS, summary="Load or reload a model")
 async def load_model(dataplane: DataPlaneDep, name: str, body: LoadRequest | None = None):
-    parameters = (body.parameters if body else None) or {}
-    # Triton's `config` and `file:` overrides let a client write files and run code: refuse them.
-    refused = [key for key in parameters if key == "config" or key.startswith("file:")]
-    if refused:
-        raise InvalidInput(
-            f"load parameters {refused} are not accepted: models load only from the repository's own files"
-        )
-    await dataplane.registry.load(name)
+    await dataplane.load(name, body.parameters if body else None)
     return {}
 
 
 @router.post("/repository/models/{name}/unload", tags=["Model repository"], responses=ERRORS, summary="Unload a model")
 async def unload_model(dataplane: DataPlaneDep, name: str, body: LoadRequest | None = None):
-    await dataplane.registry.unload(name)
+    await dataplane.unload(name)
     return {}
 
 
 @router.get("/models/stats", tags=["Statistics"], summary="Statistics of every loaded model version")
 async def all_stats(dataplane: DataPlaneDep):
-    return {"model_stats": [m.stats.as_dict(m.name, m.version) for m in dataplane.registry.loaded_models()]}
+    return {"model_stats": dataplane.statistics()}
 
 
 @router.get("/models/{name}/stats", tags=["Statistics"], responses=ERRORS, summary="Statistics of a model")
 async def model_stats(dataplane: DataPlaneDep, name: str):
-    entry = dataplane.registry.entry(name)
-    return {"model_stats": [m.stats.as_dict(m.name, m.version) for m in entry.models()]}
+    return {"model_stats": dataplane.statistics(name)}
 
 
 @router.get("/models/{name}/versions/{version}/stats", tags=["Statistics"], responses=ERRORS, summary="Statistics of a version")
 async def version_stats(dataplane: DataPlaneDep, name: str, version: str):
-    model = dataplane.registry.get(name, version)
-    return {"model_stats": [model.stats.as_dict(model.name, model.version)]}
+    return {"model_stats": dataplane.statistics(name, version)}
 
 

@@ -64,9 +64,9 @@ def _task_routes(path: str) -> None:
         openapi_extra=schemas.PREDICT_BODY,
     )
     async def predict(request: Request, dataplane: DataPlaneDep, limits: LimitsDep, name: str, version: str | None = None):
-        dataplane.model(name, version)  # 404 for an unknown model, whatever the body holds
+        model = dataplane.model(name, version)  # 404 for an unknown model, whatever the body holds
         body = await read_task_body(request, limits)
-        _, predictions = await dataplane.predict(name, version, body)
+        predictions = await dataplane.predict(model, body)
         return JSONResponse({"predictions": predictions})
 
     @router.post(
@@ -74,9 +74,9 @@ def _task_routes(path: str) -> None:
         summary="VAE: decode each instance's latent mean", openapi_extra=schemas.RECONSTRUCT_BODY,
     )
     async def reconstruct(request: Request, dataplane: DataPlaneDep, limits: LimitsDep, name: str, version: str | None = None):
-        dataplane.model(name, version)
+        model = dataplane.model(name, version)
         body = await read_task_body(request, limits)
-        _, predictions = await dataplane.predict(name, version, body, reconstruct=True)
+        predictions = await dataplane.predict(model, body, reconstruct=True)
         return JSONResponse({"predictions": predictions})
 
 

@@ -19,12 +19,12 @@ class ClassifyParams(PredictParams):
 class ClassificationModel(GenericModel):
     def __init__(self, name, version, config, graphs):
         super().__init__(name, version, config, graphs)
-        positional.check(self.graph, "model", inputs=1, outputs=1)
+        positional.check(self.runner, "model", inputs=1, outputs=1)
         if not config.labels:
             raise ValueError("a classification model needs labels in config.yaml")
         self.labels = list(config.labels)
-        self.units = Units(data_spec(config, self.graph.graph.inputs[0], "the model's input"))
-        classes = self.graph.graph.outputs[0].shape[-1]
+        self.units = Units(data_spec(config, self.runner.inputs[0], "the model's input"))
+        classes = self.runner.outputs[0].shape[-1]
         if classes > 0 and classes != len(self.labels):
             raise ValueError(f"the graph gives {classes} logits but config.yaml lists {len(self.labels)} labels")
 
@@ -33,7 +33,7 @@ class ClassificationModel(GenericModel):
         if params.top_k > len(self.labels):
             raise InvalidInput(f"top_k {params.top_k} is over the model's {len(self.labels)} labels")
         x = self.units.to_network(parse_instances(params.instances, self.units))  # (N, *shape)
-        logits = (await positional.run(self.graph, x))[0].astype(np.float64)  # (N, classes)
+        logits = (await positional.run(self.runner, x))[0].astype(np.float64)  # (N, classes)
         probabilities = _softmax(logits.reshape(len(x), -1))
         return [self._prediction(row, params.top_k) for row in probabilities]
 
