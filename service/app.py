@@ -33,6 +33,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         executor = ThreadPoolExecutor(settings.inference_threads, thread_name_prefix="inference")
         registry = Registry(settings, executor)
         app.state.dataplane = DataPlane(registry, "http")
+        grpc_server = None
+        if settings.grpc_port:
+            # Imported here: a server with gRPC off never loads grpc.
+            from service.grpc.server import GrpcServer
+
+            grpc_server = GrpcServer(settings, app.state.dataplane.for_protocol("grpc"), app.state.limits)
+            await grpc_server.start()
         if settings.workers > 1:
             # uvicorn accepts on a worker's socket once this startup returns: a worker that
             # replaces a dead one must not take requests (404 for every model not loaded yet)
@@ -45,6 +52,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            if grpc_server is not None:  # HTTP has drained by now; gRPC gets the same grace
+                await grpc_server.stop(settings.shutdown_timeout_s)
             loading.cancel()
             await asyncio.gather(loading, return_exceptions=True)
             executor.shutdown(wait=True, cancel_futures=True)
