@@ -10,7 +10,7 @@ from tests.tasks.test_trained import CLASSIFIERS, GENERATORS, need, url  # noqa:
 GENERATION = {"num_samples": (np.array([3], np.int32), "INT32"), "seed": (np.array([11], np.int64), "INT64")}
 
 
-def both(url, model: str, inputs: dict) -> tuple:
+def both(url, model: str, inputs: dict) -> tuple:  # noqa: F811
     """(gRPC result, HTTP result) of the same request."""
     grpc_client, http_client = tg.InferenceServerClient(url.grpc), th.InferenceServerClient(url.removeprefix("http://"))
     try:

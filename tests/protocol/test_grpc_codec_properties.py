@@ -4,7 +4,6 @@ are refused with a 4xx ServiceError, never anything else."""
 
 import math
 
-import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
