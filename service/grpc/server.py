@@ -36,7 +36,9 @@ class GrpcServer:
             ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
         ]
         self.server = grpc.aio.server(options=options)
-        servicer = InferenceServicer(dataplane, KeyRules.from_settings(settings), limits, settings.request_timeout_s)
+        servicer = InferenceServicer(
+            dataplane, KeyRules.from_settings(settings), limits, settings.request_timeout_s, settings.access_log
+        )
         self.server.add_generic_rpc_handlers((_handlers(servicer),))
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

@@ -40,17 +40,17 @@ def _metadata(context) -> dict[str, str | bytes]:
     return {key: value for key, value in (context.invocation_metadata() or ())}
 
 
-def _request_id(context) -> str:
+def _request_id(metadata: dict, context) -> str:
     """The client's x-request-id when sane, else a new one; sent back as a trailer."""
-    given = _metadata(context).get("x-request-id")
+    given = metadata.get("x-request-id")
     request_id = request_id_from(given.encode() if isinstance(given, str) else given)
     context.set_trailing_metadata((("x-request-id", request_id),))
     return request_id
 
 
-def _admit(servicer: "InferenceServicer", route: RouteClass, request, context) -> None:
+def _admit(servicer: "InferenceServicer", route: RouteClass, request, metadata: dict) -> None:
     """The checks every RPC passes first; raises a ServiceError."""
-    authorization = _metadata(context).get("authorization")
+    authorization = metadata.get("authorization")
     refusal = servicer.rules.refusal(route, authorization.encode() if isinstance(authorization, str) else authorization)
     if refusal is not None:
         raise refusal
@@ -58,8 +58,8 @@ def _admit(servicer: "InferenceServicer", route: RouteClass, request, context) -
         raise InvalidInput(f"malformed protobuf: {request.error}")
 
 
-def _log(method: str, request_id: str, model: tuple, code: grpc.StatusCode, started: float) -> None:
-    if access_log.isEnabledFor(logging.INFO):
+def _log(servicer, method: str, request_id: str, model: tuple, code: grpc.StatusCode, started: float) -> None:
+    if servicer.log_requests and access_log.isEnabledFor(logging.INFO):
         access_log.info("request", extra={"access": {
             "request_id": request_id, "protocol": "grpc", "method": "POST",
             "path": f"/{SERVICE_NAME}/{method}", "model": model[0] or None, "version": model[1] or None,
@@ -80,10 +80,14 @@ def unary(route: RouteClass):
         async def call(self: "InferenceServicer", request, context):
             started, request_id, code = time.perf_counter(), "", grpc.StatusCode.OK
             try:
-                request_id = _request_id(context)
-                _admit(self, route, request, context)
+                metadata = _metadata(context)
+                request_id = _request_id(metadata, context)
+                _admit(self, route, request, metadata)
                 async with asyncio.timeout(self.timeout_s):
                     return await method(self, request, context)
+            except asyncio.CancelledError:
+                code = grpc.StatusCode.CANCELLED  # the client left, or its deadline passed
+                raise
             except TimeoutError:
                 code = grpc.StatusCode.DEADLINE_EXCEEDED
                 error = RequestTimeout(f"request did not complete within {self.timeout_s:g} s")
@@ -97,7 +101,7 @@ def unary(route: RouteClass):
             finally:
                 if isinstance(request, Malformed):
                     request = None
-                _log(method.__name__, request_id, _model_of(request), code, started)
+                _log(self, method.__name__, request_id, _model_of(request), code, started)
 
         return call
 
@@ -108,11 +112,12 @@ class InferenceServicer:
     """The RPCs, one method each; RPCs not defined here answer UNIMPLEMENTED (shared memory,
     trace and log settings)."""
 
-    def __init__(self, dataplane: DataPlane, rules: KeyRules, limits: Limits, timeout_s: float):
+    def __init__(self, dataplane: DataPlane, rules: KeyRules, limits: Limits, timeout_s: float, log_requests: bool = True):
         self.dataplane = dataplane
         self.rules = rules
         self.limits = limits
         self.timeout_s = timeout_s or None
+        self.log_requests = log_requests  # --no-access-log turns gRPC's lines off too
 
     # ------------------------------------------------------------------ health and metadata
     @unary(RouteClass.OPEN)
@@ -165,8 +170,9 @@ class InferenceServicer:
         `error_message` on the stream, which goes on, as Triton does."""
         started, request_id, code = time.perf_counter(), "", grpc.StatusCode.OK
         try:
-            request_id = _request_id(context)
-            _admit(self, RouteClass.MODEL, None, context)
+            metadata = _metadata(context)
+            request_id = _request_id(metadata, context)
+            _admit(self, RouteClass.MODEL, None, metadata)
             async for request in requests:
                 try:
                     async for response in self._stream_one(request):
@@ -180,7 +186,7 @@ class InferenceServicer:
             code = grpc.StatusCode.CANCELLED  # the client left: the generation stopped where it was
             raise
         finally:
-            _log("ModelStreamInfer", request_id, ("", ""), code, started)
+            _log(self, "ModelStreamInfer", request_id, ("", ""), code, started)
 
     async def _stream_one(self, request):
         if isinstance(request, Malformed):
