@@ -1,13 +1,16 @@
 """gRPC beside HTTP in every worker, and drained on SIGTERM like HTTP."""
 
+import asyncio
 import re
 import signal
 import threading
 import time
 
+import grpc
 import httpx
 import numpy as np
 import tritonclient.grpc as tg
+from tritonclient.grpc import service_pb2 as pb
 
 from tests import onnx_models
 from tests.conftest import Server
@@ -53,3 +56,33 @@ def test_an_rpc_in_flight_finishes_after_sigterm(tmp_path):
         assert server.process.wait(timeout=30) in (0, -signal.SIGTERM)
     finally:
         server.stop()
+
+
+def test_a_full_queue_is_resource_exhausted_with_retry_after(tmp_path, serve_repository):
+    onnx_models.save(onnx_models.slow_chain(), tmp_path, "slow")
+    (tmp_path / "slow" / "config.yaml").write_text("max_batch_size: 1\nmax_queue_size: 2\n")
+    url = serve_repository(tmp_path, env={"MODELSERVE_MAX_CONCURRENT_BATCHES": "1"})
+    request = pb.ModelInferRequest(model_name="slow")
+    request.inputs.add(name="x", datatype="FP32", shape=[1, 256])
+    request.raw_input_contents.append(np.ones((1, 256), np.float32).tobytes())
+
+    async def send_all():
+        async with grpc.aio.insecure_channel(url.grpc) as channel:
+            call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+
+            async def one():
+                try:
+                    await call(request.SerializeToString())
+                    return grpc.StatusCode.OK, "", ()
+                except grpc.aio.AioRpcError as exc:
+                    return exc.code(), exc.details(), exc.trailing_metadata()
+
+            return await asyncio.gather(*(one() for _ in range(40)))
+
+    answers = asyncio.run(send_all())
+    codes = {code for code, _, _ in answers}
+    assert codes <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED} and len(codes) == 2
+    code, message, trailers = next(a for a in answers if a[0] == grpc.StatusCode.RESOURCE_EXHAUSTED)
+    assert "queue is full" in message and dict(trailers)["retry-after"] == "1"
+    text = httpx.get(f"{url}/metrics").text
+    assert re.search(r'failure_total\{model="slow",protocol="grpc",reason="overloaded",version="1"\} [1-9]', text)
