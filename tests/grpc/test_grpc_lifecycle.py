@@ -82,7 +82,7 @@ def test_a_full_queue_is_resource_exhausted_with_retry_after(tmp_path, serve_rep
     answers = asyncio.run(send_all())
     codes = {code for code, _, _ in answers}
     assert codes <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED} and len(codes) == 2
-    code, message, trailers = next(a for a in answers if a[0] == grpc.StatusCode.RESOURCE_EXHAUSTED)
+    _, message, trailers = next(a for a in answers if a[0] == grpc.StatusCode.RESOURCE_EXHAUSTED)
     assert "queue is full" in message and dict(trailers)["retry-after"] == "1"
     text = httpx.get(f"{url}/metrics").text
     assert re.search(r'failure_total\{model="slow",protocol="grpc",reason="overloaded",version="1"\} [1-9]', text)
