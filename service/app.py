@@ -3,6 +3,9 @@
 import asyncio
 import gc
 import logging
+import signal
+import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
@@ -40,6 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
             grpc_server = GrpcServer(settings, app.state.dataplane.for_protocol("grpc"), app.state.limits)
             await grpc_server.start()
+            _drain_on_signal(lambda: grpc_server.begin_stop(settings.shutdown_timeout_s))
         if settings.workers > 1:
             # uvicorn accepts on a worker's socket once this startup returns: a worker that
             # replaces a dead one must not take requests (404 for every model not loaded yet)
@@ -52,7 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            if grpc_server is not None:  # HTTP has drained by now; gRPC gets the same grace
+            if grpc_server is not None:  # draining since the signal, beside HTTP
                 await grpc_server.stop(settings.shutdown_timeout_s)
             loading.cancel()
             await asyncio.gather(loading, return_exceptions=True)
@@ -79,6 +83,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(web.router)  # the playground at /
     openapi.install(app)  # the document as the service answers, middlewares included
     return app
+
+
+def _drain_on_signal(begin: Callable[[], None]) -> None:
+    """Have SIGTERM and SIGINT start `begin` as well as uvicorn's own shutdown, which reaches the
+    lifespan's end only once HTTP has drained: so both transports drain at once, within one
+    --shutdown-timeout-s. uvicorn installed its handlers before the lifespan started and puts
+    back the ones it found when it exits."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # signals reach only the main thread (an app mounted by some other server)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+        if not callable(previous):
+            continue
+
+        def handler(signum, frame, previous=previous):
+            loop.call_soon_threadsafe(begin)
+            previous(signum, frame)
+
+        signal.signal(sig, handler)
 
 
 def create_app_from_env() -> FastAPI:

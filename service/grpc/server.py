@@ -45,6 +45,7 @@ class GrpcServer:
         reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
         self.address = f"{_host(settings.host)}:{settings.grpc_port}"
         self._watch: asyncio.Task | None = None
+        self._stopping: asyncio.Task | None = None
 
     async def start(self) -> None:
         if self.server.add_insecure_port(self.address) == 0:
@@ -54,10 +55,20 @@ class GrpcServer:
         self._watch = asyncio.create_task(self._serve_once_ready())
         log.info("gRPC listening on %s", self.address)
 
+    def begin_stop(self, grace_s: float) -> None:
+        """Refuse new calls from now on and give those in flight `grace_s`: called when the
+        shutdown signal arrives, so gRPC drains while HTTP does."""
+        if self._stopping is None:
+            if self._watch is not None:
+                self._watch.cancel()
+            self._stopping = asyncio.ensure_future(self._stop(grace_s))
+
     async def stop(self, grace_s: float) -> None:
-        """Refuse new calls, let those in flight finish within `grace_s`, then cancel them."""
-        if self._watch is not None:
-            self._watch.cancel()
+        """Drain (from the signal on, if it began then) and wait until done."""
+        self.begin_stop(grace_s)
+        await self._stopping
+
+    async def _stop(self, grace_s: float) -> None:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace_s)
 

@@ -11,9 +11,12 @@ import httpx
 import numpy as np
 import tritonclient.grpc as tg
 from tritonclient.grpc import service_pb2 as pb
+from tritonclient.utils import InferenceServerException
 
 from tests import onnx_models
 from tests.conftest import Server
+from tests.middleware import raw_http
+from tests.test_shutdown import start_held_request
 
 
 def test_every_worker_serves_grpc_and_metrics_add_up(tmp_path, serve_repository):
@@ -86,3 +89,29 @@ def test_a_full_queue_is_resource_exhausted_with_retry_after(tmp_path, serve_rep
     assert "queue is full" in message and dict(trailers)["retry-after"] == "1"
     text = httpx.get(f"{url}/metrics").text
     assert re.search(r'failure_total\{model="slow",protocol="grpc",reason="overloaded",version="1"\} [1-9]', text)
+
+
+def test_grpc_drains_from_the_signal_on_while_http_drains(tmp_path):
+    onnx_models.save(onnx_models.slow(), tmp_path / "repo", "slow")
+    server = Server(tmp_path / "repo")
+    try:
+        server.wait_ready()
+        client = tg.InferenceServerClient(server.grpc_address)
+        assert client.is_server_live()
+        sock, rest = start_held_request(server, iterations=1)  # HTTP waits for the last byte
+        server.process.send_signal(signal.SIGTERM)
+        for _ in range(100):  # a new call is refused while HTTP still drains
+            try:
+                client.is_server_live()
+            except InferenceServerException:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("gRPC still took calls during HTTP's drain")
+        assert server.process.poll() is None
+        sock.sendall(rest)
+        assert raw_http.read_response(sock)[0] == 200
+        sock.close()
+        assert server.process.wait(timeout=30) in (0, -signal.SIGTERM)
+    finally:
+        server.stop()
