@@ -10,6 +10,7 @@ crash-<sha1> and stops. Targets, each fed raw bytes:
              the digits were (service/ink.py: crop to the ink, fit, area average)
   multipart  a multipart/form-data :predict body (files are instances, fields parameters)
   inflate    a gzip or deflate Content-Encoding body
+  grpc       a ModelInferRequest message (protobuf) through the gRPC codec
 
     pip install -e '.[fuzz]'
     python bench/fuzz_parsers.py v2 -max_total_time=60      # atheris, libFuzzer's flags
@@ -40,11 +41,16 @@ def _setup() -> None:
     """Import what is fuzzed (under atheris' instrumentation, when it runs) and build fixtures."""
     global InvalidInput, Limits, ServiceError, HTTPException, decode_request, parse_json, Request
     global parse_instances, validate, LatentParams, decode_ink, v1, inflate, LIMITS, DIGITS, TABLE, PREPARE
+    global grpc_parse, grpc_decode, Malformed, pb
     from starlette.exceptions import HTTPException
     from starlette.requests import Request
 
     from service.config import DataSpec, ImagePrep
     from service.errors import InvalidInput, ServiceError
+    from service.grpc.codec import decode_request as grpc_decode
+    from service.grpc.protocol import pb
+    from service.grpc.server import lenient_parser
+    from service.grpc.servicer import Malformed
     from service.imaging import decode_ink
     from service.protocol import v1
     from service.protocol.body import _inflate as inflate
@@ -58,6 +64,7 @@ def _setup() -> None:
                             image={"height": 8, "width": 8}))
     TABLE = Units(DataSpec(shape=[4]))
     PREPARE = ImagePrep()
+    grpc_parse = lenient_parser(pb.ModelInferRequest)
 
 
 logging.getLogger("python_multipart").setLevel(logging.ERROR)  # one line per malformed input
@@ -112,8 +119,14 @@ def fuzz_inflate(data: bytes) -> None:
     inflate(data[1:], "gzip" if data[:1] < b"\x80" else "deflate", 1 << 20)
 
 
+def fuzz_grpc(data: bytes) -> None:
+    request = grpc_parse(data)
+    if not isinstance(request, Malformed):  # which the servicer answers with INVALID_ARGUMENT
+        grpc_decode(request, LIMITS)
+
+
 TARGETS = {"v2": fuzz_v2, "task": fuzz_task, "image": fuzz_image, "multipart": fuzz_multipart,
-           "inflate": fuzz_inflate}
+           "inflate": fuzz_inflate, "grpc": fuzz_grpc}
 
 
 def checked(target):
@@ -169,6 +182,14 @@ def seeds(name: str) -> list[bytes]:
         return [part + field + f"\r\n--{BOUNDARY}--\r\n".encode()]
     if name == "inflate":
         return [b"\x00" + gzip.compress(json_request), b"\xff" + zlib.compress(json_request)]
+    if name == "grpc":
+        raw = pb.ModelInferRequest(model_name="m", id="1", raw_input_contents=[b"\x01\x00\x00\x00a\x00\x00\x00\x00"])
+        raw.inputs.add(name="x", datatype="BYTES", shape=[2])
+        raw.outputs.add(name="y")
+        typed = pb.ModelInferRequest(model_name="m")
+        typed.inputs.add(name="x", datatype="INT8", shape=[2, 2]).contents.int_contents.extend([1, -2, 3, 127])
+        typed.parameters["every"].int64_param = 2
+        return [raw.SerializeToString(), typed.SerializeToString()]
     raise KeyError(name)
 
 

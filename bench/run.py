@@ -98,7 +98,7 @@ def _print_diffusion(rows) -> None:
 
 def _modelserve(repository: Path, workers: int) -> list[str]:
     return [PYTHON, "-m", "service", "--model-repository", str(repository), "--port", "{port}",
-            "--log-level", "warning", "--workers", str(workers), "--no-access-log"]
+            "--log-level", "warning", "--workers", str(workers), "--no-access-log", "--grpc-port", "0"]
 
 
 def _sample(rows: int) -> np.ndarray:

@@ -210,7 +210,7 @@ def start_server(repository: Path, log: Path) -> tuple[subprocess.Popen, str]:
         port = sock.getsockname()[1]
     env = {**os.environ, "MODELSERVE_LOG_LEVEL": "warning", "MODELSERVE_ACCESS_LOG": "false"}
     process = subprocess.Popen([sys.executable, "-m", "service", "--model-repository", str(repository),
-                                "--port", str(port)], cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+                                "--port", str(port), "--grpc-port", "0"], cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Smoke run of the compose stack: build the image, start two replicas behind nginx, call the
 # service through nginx (readiness, then one V2 inference on each model in models/, inputs
-# built from the model's metadata), and tear it all down. Not part of `make test`: minutes.
+# built from the model's metadata; then over gRPC a ModelInfer and a generation stream), and
+# tear it all down. Not part of `make test`: minutes.
 #
 #   deploy/smoke.sh                 docker compose, or podman-compose where there is no Docker
-#   SMOKE_PORT=18000 deploy/smoke.sh   host port for nginx (default 18000)
+#   SMOKE_PORT=18000 deploy/smoke.sh   host port for nginx (default 18000; gRPC on the next one)
+#   SMOKE_PYTHON=.venv/bin/python      a Python with tritonclient[grpc] (the dev extra), for gRPC
 #
 # Without Docker (no engine, no registry), first run ../shared/tools/container-env.sh: it sets
 # up podman with a local python:3.11-slim. deploy/compose.smoke.yml then builds nginx from that
@@ -13,9 +15,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PORT=${SMOKE_PORT:-18000}
+GRPC_PORT=$((PORT + 1))
+SMOKE_PYTHON=${SMOKE_PYTHON:-.venv/bin/python}
 PROJECT=modelserve-smoke
 FILES=(-f docker-compose.yml -f deploy/compose.smoke.yml)
-export MODELSERVE_HTTP_PORT=$PORT
+export MODELSERVE_HTTP_PORT=$PORT MODELSERVE_GRPC_PUBLISHED_PORT=$GRPC_PORT
 
 log() { printf '[smoke %(%H:%M:%S)T] %s\n' -1 "$*"; }
 
@@ -122,6 +126,54 @@ for failure in failed:
     print(f"FAILED {failure}")
 print(f"{len(names) - len(failed)} of {len(names)} models answered through nginx")
 sys.exit(1 if failed else 0)
+PY
+
+log "calling gRPC through nginx on 127.0.0.1:$GRPC_PORT"
+"$SMOKE_PYTHON" - "$GRPC_PORT" <<'PY'
+import queue, sys
+
+import numpy as np
+import tritonclient.grpc as tg
+
+client = tg.InferenceServerClient(f"127.0.0.1:{sys.argv[1]}")
+print(f"ServerReady -> {client.is_server_ready()}")
+names = [m.name for m in client.get_model_repository_index().models if m.state == "READY"]
+generators, answered = [], 0
+for name in names:
+    metadata = client.get_model_metadata(name)
+    config = client.get_model_config(name).config
+    if config.parameters["task"].string_value in ("gan", "vae", "flow", "diffusion"):
+        generators.append(name)
+        continue
+    inputs = []
+    for spec in metadata.inputs:
+        shape = [1 if d == -1 else int(d) for d in spec.shape]
+        tensor = tg.InferInput(spec.name, shape, spec.datatype)
+        tensor.set_data_from_numpy(np.ones(shape, dtype=tg.triton_to_np_dtype(spec.datatype)))
+        inputs.append(tensor)
+    result = client.infer(name, inputs, request_id=f"smoke-{name}")
+    print(f"ModelInfer {name} -> id {result.get_response().id} {[(o.name, list(o.shape)) for o in result.get_response().outputs]}")
+    answered += 1
+if not answered or not generators:
+    sys.exit("no model to call ModelInfer on, or no generator to stream from")
+answers = queue.Queue()
+client.start_stream(callback=lambda result, error: answers.put(error or result))
+steps = tg.InferInput("steps", [1], "INT32")
+steps.set_data_from_numpy(np.array([4], np.int32))
+name = next((g for g in generators if "diffusion" in g), generators[0])
+inputs = [tg.InferInput("num_samples", [1], "INT32")]
+inputs[0].set_data_from_numpy(np.array([2], np.int32))
+client.async_stream_infer(name, inputs + ([steps] if "diffusion" in name else []))
+events = []
+while True:
+    answer = answers.get(timeout=120)
+    if not isinstance(answer, tg.InferResult):
+        sys.exit(f"ModelStreamInfer {name} failed: {answer}")
+    events.append(answer.get_response().parameters["event"].string_param)
+    if answer.get_response().parameters["triton_final_response"].bool_param:
+        break
+client.stop_stream()
+print(f"ModelStreamInfer {name} -> {events}")
 PY
 
 # Both replicas took requests through nginx: count each one's access log lines.

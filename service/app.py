@@ -3,18 +3,22 @@
 import asyncio
 import gc
 import logging
+import signal
+import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service import __version__, middleware
 from service.dataplane import DataPlane
-from service.errors import ServiceError
+from service.errors import InvalidInput, ServiceError
 from service.protocol import api_docs, cards, generate, metrics_route, openapi, v1, v2, web
 from service.protocol import repository as repository_routes
+from service.protocol.errors import render
 from service.protocol.fast_infer import FastInfer
 from service.protocol.responses import JSONResponse
 from service.protocol.v2_codec import Limits
@@ -31,7 +35,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         executor = ThreadPoolExecutor(settings.inference_threads, thread_name_prefix="inference")
         registry = Registry(settings, executor)
-        app.state.dataplane = DataPlane(registry)
+        app.state.dataplane = DataPlane(registry, "http")
+        grpc_server = None
+        if settings.grpc_port:
+            # Imported here: a server with gRPC off never loads grpc.
+            from service.grpc.server import GrpcServer
+
+            grpc_server = GrpcServer(settings, app.state.dataplane.for_protocol("grpc"), app.state.limits)
+            await grpc_server.start()
+            _drain_on_signal(lambda: grpc_server.begin_stop(settings.shutdown_timeout_s))
         if settings.workers > 1:
             # uvicorn accepts on a worker's socket once this startup returns: a worker that
             # replaces a dead one must not take requests (404 for every model not loaded yet)
@@ -44,6 +56,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            if grpc_server is not None:  # draining since the signal, beside HTTP
+                await grpc_server.stop(settings.shutdown_timeout_s)
             loading.cancel()
             await asyncio.gather(loading, return_exceptions=True)
             executor.shutdown(wait=True, cancel_futures=True)
@@ -74,6 +88,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+def _drain_on_signal(begin: Callable[[], None]) -> None:
+    """Have SIGTERM and SIGINT start `begin` as well as uvicorn's own shutdown, which reaches the
+    lifespan's end only once HTTP has drained: so both transports drain at once, within one
+    --shutdown-timeout-s. uvicorn installed its handlers before the lifespan started and puts
+    back the ones it found when it exits."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # signals reach only the main thread (an app mounted by some other server)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+        if not callable(previous):
+            continue
+
+        def handler(signum, frame, previous=previous):
+            loop.call_soon_threadsafe(begin)
+            previous(signum, frame)
+
+        signal.signal(sig, handler)
+
+
 def create_app_from_env() -> FastAPI:
     """Factory for uvicorn's worker processes, which read their settings from MODELSERVE_*."""
     return create_app(Settings())
@@ -102,22 +136,33 @@ def _log_load_crash(task: asyncio.Task) -> None:
 
 
 def _install_error_handlers(app: FastAPI) -> None:
+    """Every error the routes raise, rendered by service.protocol.errors."""
+
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError):
-        return JSONResponse({"error": exc.message}, status_code=exc.status_code, headers=exc.headers)
+        return _rendered(exc, request)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
         )
-        return JSONResponse({"error": f"invalid request: {problems}"}, status_code=400)
+        return _rendered(InvalidInput(f"invalid request: {problems}"), request)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
-        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+        # The router's own answers: no such route (404), wrong method (405).
+        error = ServiceError(str(exc.detail), headers=exc.headers)
+        error.status_code = exc.status_code
+        return _rendered(error, request)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse({"error": "internal server error"}, status_code=500)
+        return _rendered(exc, request)
+
+
+def _rendered(exc: BaseException, request: Request) -> Response:
+    status, body, headers = render(exc, f"{request.method} {request.url.path}")
+    response = Response(body, status_code=status)
+    response.raw_headers = headers  # content-type and length included
+    return response

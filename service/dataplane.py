@@ -1,5 +1,6 @@
-"""The protocol-free core: every front end (V2 REST, V1, generate) calls this, nothing below
-imports FastAPI. It resolves models, checks requests against signatures, and keeps the metrics."""
+"""The protocol-free core: every front end (V2 REST, V1, generate, gRPC) calls this and nothing
+else below it; nothing here imports FastAPI or grpc. It resolves models, checks requests against
+signatures, runs the repository and statistics extensions, and keeps the request metrics."""
 
 import asyncio
 import logging
@@ -10,8 +11,15 @@ from typing import Any, Self
 
 import numpy as np
 
-from service import __version__, metrics
-from service.errors import InvalidInput, ModelNotReady, Overloaded, RequestTimeout, ServiceError
+from service import __version__, cards, metrics
+from service.errors import (
+    InvalidInput,
+    ModelNotFound,
+    ModelNotReady,
+    Overloaded,
+    RequestTimeout,
+    ServiceError,
+)
 from service.repository import Registry
 from service.signature import check_outputs
 from service.tasks.base import ServedModel
@@ -29,8 +37,16 @@ _FAILURE_REASONS: dict[type, str] = {
 }
 
 class DataPlane:
-    def __init__(self, registry: Registry):
+    """One transport's door into the core. Each transport gets its own (`for_protocol`), so the
+    request metrics say which one a request came by; all share the registry, its models,
+    batchers and statistics."""
+
+    def __init__(self, registry: Registry, protocol: str = "http"):
         self.registry = registry
+        self.protocol = protocol
+
+    def for_protocol(self, protocol: str) -> "DataPlane":
+        return DataPlane(self.registry, protocol)
 
     # ------------------------------------------------------------------ server
     @staticmethod
@@ -42,13 +58,8 @@ class DataPlane:
 
     # ------------------------------------------------------------------ models
     def model(self, name: str, version: str | None = None) -> ServedModel:
+        """Resolve a model once per request; every other method takes what this returns."""
         return self.registry.get(name, version)
-
-    def model_metadata(self, name: str, version: str | None = None) -> dict:
-        model = self.model(name, version)
-        metadata = model.metadata()
-        metadata["versions"] = [str(v) for v in self.registry.entry(name).ready_versions()]
-        return metadata
 
     def model_ready(self, name: str, version: str | None = None) -> bool:
         try:
@@ -57,9 +68,17 @@ class DataPlane:
             return False
         return True
 
-    def model_config(self, name: str, version: str | None = None) -> dict:
+    def model_metadata(self, model: ServedModel) -> dict:
+        metadata = model.metadata()
+        try:
+            metadata["versions"] = [str(v) for v in self.registry.entry(model.name).ready_versions()]
+        except ModelNotFound:  # unloaded since it was resolved: the version in hand is all
+            pass
+        return metadata
+
+    @staticmethod
+    def model_config(model: ServedModel) -> dict:
         """Triton's model configuration, for clients such as perf_analyzer that read it."""
-        model = self.model(name, version)
         # Triton's max_batch_size promises a batch axis on the model's own inputs; a generative
         # model's inputs (num_samples, seed...) have none, whatever its graphs batch inside.
         batchers = [g.batcher for g in model.graphs.values() if g.batcher is not None]
@@ -83,56 +102,96 @@ class DataPlane:
     # ------------------------------------------------------------------ inference
     async def infer(
         self,
-        name: str,
-        version: str | None,
+        model: ServedModel,
         inputs: dict[str, np.ndarray],
         datatypes: dict[str, str],
         output_names: list[str] | None = None,
-    ) -> tuple[ServedModel, dict[str, np.ndarray]]:
+    ) -> dict[str, np.ndarray]:
         """Check the tensors against the model's signature, run it, count the outcome."""
-        model = self.model(name, version)
-        with _Outcome(model) as outcome:
+        with _Outcome(model, self.protocol) as outcome:
             model.check_inputs(inputs, datatypes)
             check_outputs(model.outputs, output_names)
             outputs = await model.infer(inputs, output_names)
             outcome.items = model.items(inputs)
         if output_names:
             outputs = {n: outputs[n] for n in output_names}
-        return model, outputs
+        return outputs
 
     # ------------------------------------------------------------------ task endpoints
-    async def predict(self, name: str, version: str | None, body: dict, reconstruct: bool = False) -> tuple[ServedModel, list[dict]]:
+    async def predict(self, model: ServedModel, body: dict, reconstruct: bool = False) -> list[dict]:
         """KServe V1 :predict (or a VAE's :reconstruct): one prediction per instance."""
-        model = self.model(name, version)
-        with _Outcome(model) as outcome:
+        with _Outcome(model, self.protocol) as outcome:
             predictions = await (model.reconstruct(body) if reconstruct else model.predict(body))
             outcome.items = len(predictions)
-        return model, predictions
+        return predictions
 
-    async def explain(self, name: str, version: str | None, body: dict) -> tuple[ServedModel, list[dict]]:
+    async def explain(self, model: ServedModel, body: dict) -> list[dict]:
         """KServe V1 :explain: one attribution per input feature, per instance."""
-        model = self.model(name, version)
-        with _Outcome(model) as outcome:
+        with _Outcome(model, self.protocol) as outcome:
             explanations = await model.explain(body)
             outcome.items = len(explanations)
-        return model, explanations
+        return explanations
 
-    async def generate(self, name: str, version: str | None, params: dict) -> tuple[ServedModel, Any, Generation]:
-        """Plan a generation from its parameters and run it: (model, plan, generation)."""
-        model = self.model(name, version)
-        with _Outcome(model) as outcome:
+    async def generate(self, model: ServedModel, params: dict) -> tuple[Any, Generation]:
+        """Plan a generation from its parameters and run it: (plan, generation)."""
+        with _Outcome(model, self.protocol) as outcome:
             plan = model.plan(params)
             generation = await model.generate(plan)
             outcome.items = len(generation.samples)
-        return model, plan, generation
+        return plan, generation
 
-    def generate_stream(self, name: str, version: str | None, params: dict) -> tuple[ServedModel, Any, AsyncIterator[Event]]:
+    def generate_stream(self, model: ServedModel, params: dict) -> tuple[Any, AsyncIterator[Event]]:
         """Plan now, so a bad request fails before the stream starts; the events come lazily."""
-        model = self.model(name, version)
-        outcome = _Outcome(model)
+        outcome = _Outcome(model, self.protocol)
         with outcome.failures():
             plan = model.plan(params, stream=True)
-        return model, plan, _counted(model.stream(plan), outcome, plan.num_samples)
+        return plan, _counted(model.stream(plan), outcome, plan.num_samples)
+
+    def generate_stream_from_tensors(
+        self, model: ServedModel, inputs: dict[str, np.ndarray], datatypes: dict[str, str], parameters: dict
+    ) -> tuple[Any, AsyncIterator[Event]]:
+        """A generation stream asked for in V2 tensors (gRPC's ModelStreamInfer): the model's
+        inputs, plus stream-only options (`every`...) as request parameters."""
+        outcome = _Outcome(model, self.protocol)
+        with outcome.failures():
+            model.check_inputs(inputs, datatypes)
+            plan = model.plan({**parameters, **model.params_from_tensors(inputs)}, stream=True)
+        return plan, _counted(model.stream(plan), outcome, plan.num_samples)
+
+    # ------------------------------------------------------------------ repository extension
+    def repository_index(self, ready_only: bool = False) -> list[dict]:
+        return self.registry.index(ready_only=ready_only)
+
+    async def load(self, name: str, parameters: dict | None = None) -> None:
+        """Load or reload a model from the repository's own files."""
+        # Triton's `config` and `file:` overrides let a client write files and run code: refuse them.
+        refused = [key for key in parameters or {} if key == "config" or key.startswith("file:")]
+        if refused:
+            raise InvalidInput(
+                f"load parameters {refused} are not accepted: models load only from the repository's own files"
+            )
+        await self.registry.load(name)
+
+    async def unload(self, name: str) -> None:
+        await self.registry.unload(name)
+
+    # ------------------------------------------------------------------ statistics extension
+    def statistics(self, name: str | None = None, version: str | None = None) -> list[dict]:
+        """Triton's model_stats: every loaded version, a model's, or one version's."""
+        if not name:
+            models = self.registry.loaded_models()
+        elif version:
+            models = [self.model(name, version)]
+        else:
+            models = self.registry.entry(name).models()
+        return [m.stats.as_dict(m.name, m.version) for m in models]
+
+    # ------------------------------------------------------------------ cards
+    async def card(self, model: ServedModel) -> dict:
+        return await asyncio.to_thread(cards.card, self.registry.root, model)
+
+    async def card_file(self, model: ServedModel, file: str) -> tuple[bytes, str]:
+        return await asyncio.to_thread(cards.card_file, self.registry.root, model, file)
 
 
 async def _counted(events: AsyncIterator[Event], outcome: "_Outcome", items: int) -> AsyncIterator[Event]:
@@ -146,9 +205,9 @@ async def _counted(events: AsyncIterator[Event], outcome: "_Outcome", items: int
 class _Outcome:
     """The bookkeeping of one request to a model: success with its items, or failure's reason."""
 
-    def __init__(self, model: ServedModel):
+    def __init__(self, model: ServedModel, protocol: str):
         self.model = model
-        self.labels = (model.name, str(model.version))
+        self.labels = (model.name, str(model.version), protocol)
         self.items = 0
         self.started = time.perf_counter()
 

@@ -17,10 +17,11 @@ from service.batching import BatchPolicy
 from service.config import ConfigError, ModelConfig, build_config, read_yaml
 from service.datatypes import numpy_dtype
 from service.errors import InvalidInput, ModelNotFound, ModelNotReady
+from service.runner import GraphRunner
 from service.runtime import Graph, GraphLoadError, TensorSpec
 from service.settings import Settings
 from service.tasks import model_class
-from service.tasks.base import GraphRunner, ServedModel
+from service.tasks.base import ServedModel
 
 log = logging.getLogger(__name__)
 

@@ -3,17 +3,19 @@
 from prometheus_client import Counter, Gauge, Histogram
 
 MODEL = ("model", "version")
+# The request series say which transport a request came by: "http" or "grpc".
+REQUEST = (*MODEL, "protocol")
 
 REQUEST_SUCCESS = Counter(
-    "modelserve_inference_request_success", "Inference requests that succeeded", MODEL
+    "modelserve_inference_request_success", "Inference requests that succeeded", REQUEST
 )
 REQUEST_FAILURE = Counter(
     "modelserve_inference_request_failure",
     "Inference requests that failed, by reason (invalid, unavailable, overloaded, timeout, internal)",
-    (*MODEL, "reason"),
+    (*REQUEST, "reason"),
 )
 INFERENCE_COUNT = Counter(
-    "modelserve_inference_count", "Items inferred (rows of a batched request)", MODEL
+    "modelserve_inference_count", "Items inferred (rows of a batched request)", REQUEST
 )
 EXEC_COUNT = Counter(
     "modelserve_inference_exec_count", "Graph executions (one batch is one execution)", MODEL
@@ -30,7 +32,7 @@ _LATENCY_BUCKETS = (
 )
 REQUEST_DURATION = Histogram(
     "modelserve_request_duration_seconds", "Inference request time, end to end in the service",
-    MODEL, buckets=_LATENCY_BUCKETS,
+    REQUEST, buckets=_LATENCY_BUCKETS,
 )
 QUEUE_DURATION = Histogram(
     "modelserve_queue_duration_seconds", "Time a request waited for its batch", MODEL,

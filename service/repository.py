@@ -13,7 +13,7 @@ from concurrent.futures import Executor
 from pathlib import Path
 
 from service import metrics
-from service.errors import InvalidInput, ModelNotFound, ModelNotReady, ServiceError
+from service.errors import InvalidInput, ModelControlDisabled, ModelNotFound, ModelNotReady
 from service.loader import READY, UNAVAILABLE, ModelEntry, ModelLoader, model_fingerprint
 from service.settings import Settings
 from service.tasks.base import ServedModel
@@ -21,10 +21,6 @@ from service.tasks.base import ServedModel
 log = logging.getLogger(__name__)
 
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-class ModelControlDisabled(ServiceError):
-    status_code = 403
 
 
 class Registry:

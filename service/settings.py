@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     model_repository: Path = Field(Path("models"), description="folder of models (Triton layout)")
     host: str = Field("127.0.0.1", description="address to listen on")
     port: int = Field(8000, ge=0, le=65535, description="port to listen on")
+    grpc_port: int = Field(
+        8001, ge=0, le=65535, description="port of the gRPC server (inference.GRPCInferenceService); 0: off"
+    )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     workers: int = Field(1, ge=1, description="server processes")
 

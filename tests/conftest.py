@@ -21,8 +21,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+class ServerURL(str):
+    """A server's base URL, which also knows the address of its gRPC port (`.grpc`)."""
+
+    grpc: str
+
+
 class Server:
-    """A `python -m service` process; `url` is its base address."""
+    """A `python -m service` process; `url` is its base address, `grpc_address` its gRPC one."""
 
     def __init__(
         self, repository: Path, env: dict[str, str] | None = None, args: list[str] | None = None,
@@ -30,11 +36,14 @@ class Server:
     ):
         """`prefix` runs the server under another command (setpriv, unshare...)."""
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.grpc_port = free_port()
+        self.url = ServerURL(f"http://127.0.0.1:{self.port}")
+        self.url.grpc = self.grpc_address = f"127.0.0.1:{self.grpc_port}"
         self.log_path = repository.parent / f"server-{self.port}.log"
         environment = {**os.environ, "MODELSERVE_LOG_LEVEL": "warning", **(env or {})}
         command = [*(prefix or []), sys.executable, "-m", "service", "--model-repository", str(repository),
-                   "--host", "127.0.0.1", "--port", str(self.port), *(args or [])]
+                   "--host", "127.0.0.1", "--port", str(self.port),
+                   "--grpc-port", str(self.grpc_port), *(args or [])]
         self._log = open(self.log_path, "wb")
         self.process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=self._log, stderr=subprocess.STDOUT)
 

@@ -96,7 +96,7 @@ def test_a_full_queue_sheds_load_with_503(url):
     shed = next(r for r in responses if r.status_code == 503)
     assert shed.headers["retry-after"] and "queue is full" in shed.json()["error"]
     text = httpx.get(f"{url}/metrics").text
-    assert re.search(r'modelserve_inference_request_failure_total\{model="slow",reason="overloaded",version="1"\} [1-9]', text)
+    assert re.search(r'modelserve_inference_request_failure_total\{model="slow",protocol="http",reason="overloaded",version="1"\} [1-9]', text)
     assert 'modelserve_inference_pending_requests{model="slow",version="1"}' in text
 
 

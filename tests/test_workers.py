@@ -19,7 +19,7 @@ def test_metrics_add_up_across_workers(tmp_path, serve_repository):
     for _ in range(6):
         with httpx.Client() as client:
             text = client.get(f"{url}/metrics").text
-        total = re.search(r'^modelserve_inference_request_success_total\{model="m",version="1"\} (\S+)$', text, re.MULTILINE)
+        total = re.search(r'^modelserve_inference_request_success_total\{model="m",protocol="http",version="1"\} (\S+)$', text, re.MULTILINE)
         assert total is not None and float(total.group(1)) == 40.0
         loaded = re.search(r'^modelserve_model_loaded\{model="m",provider="CPUExecutionProvider",version="1"\} (\S+)$', text, re.MULTILINE)
         assert loaded is not None and float(loaded.group(1)) == 1.0

@@ -2,6 +2,7 @@
 
 from starlette.middleware.cors import CORSMiddleware
 
+from service.access import KeyRules
 from service.middleware.auth import AuthMiddleware
 from service.middleware.body_limit import BodyLimitMiddleware
 from service.middleware.request_log import RequestLogMiddleware
@@ -21,13 +22,7 @@ def install(app, settings) -> None:
     if settings.request_timeout_s > 0:
         app.add_middleware(TimeoutMiddleware, timeout_s=settings.request_timeout_s)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
-    app.add_middleware(
-        AuthMiddleware,
-        api_keys=[k.get_secret_value() for k in settings.api_keys],
-        admin_keys=[k.get_secret_value() for k in settings.admin_keys],
-        allow_control_without_admin_keys=settings.allow_model_control_without_admin_keys,
-        metrics_require_key=settings.metrics_require_key,
-    )
+    app.add_middleware(AuthMiddleware, rules=KeyRules.from_settings(settings))
     if settings.cors_allow_origins:
         app.add_middleware(
             CORSMiddleware,

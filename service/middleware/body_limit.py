@@ -7,8 +7,9 @@ route reading it gets PayloadTooLarge from `receive`, and whatever it then answe
 with the 413 (FastAPI turns errors while parsing a body into 400s).
 """
 
-from service.errors import PayloadTooLarge
-from service.middleware.reply import header, send_error
+from service.errors import PayloadTooLarge, too_large
+from service.middleware.reply import header
+from service.protocol.errors import send_error
 
 
 class BodyLimitMiddleware:
@@ -24,8 +25,7 @@ class BodyLimitMiddleware:
         declared = header(scope, b"content-length")
         if declared is not None and declared.isdigit():
             if int(declared) > limit:
-                await send_error(send, PayloadTooLarge(
-                    f"request body of {int(declared)} bytes is over the limit of {limit} bytes"))
+                await send_error(send, too_large(limit, int(declared)))
                 return
             # The HTTP parser hands the app exactly Content-Length bytes: nothing to count.
             await self.app(scope, receive, send)
@@ -41,7 +41,7 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    refused = PayloadTooLarge(f"request body is over the limit of {limit} bytes")
+                    refused = too_large(limit)
                     raise refused
             return message
 

@@ -11,6 +11,7 @@ import os
 import time
 
 from service.middleware.reply import header
+from service.middleware.routes import model_in_path
 
 log = logging.getLogger("modelserve.access")
 
@@ -30,7 +31,7 @@ class RequestLogMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = _request_id(header(scope, b"x-request-id"))
+        request_id = request_id_from(header(scope, b"x-request-id"))
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500  # what the client sees when the app fails before it answers
 
@@ -47,7 +48,7 @@ class RequestLogMiddleware:
             if log.isEnabledFor(logging.INFO):
                 # Routing has filled path_params in this same scope by now, unless the
                 # request was refused before it (401, 413): then read them off the path.
-                params = scope.get("path_params") or _model_in_path(scope["path"])
+                params = scope.get("path_params") or model_in_path(scope["path"])
                 log.info("request", extra={"access": {
                     "request_id": request_id,
                     "method": scope["method"],
@@ -59,17 +60,7 @@ class RequestLogMiddleware:
                 }})
 
 
-def _model_in_path(path: str) -> dict:
-    """{name, version} of /v2/models/{name}[/versions/{v}]/... or /v1/models/{name}[:verb]."""
-    if not path.startswith(("/v2/models/", "/v1/models/")):
-        return {}
-    parts = path.split("/")  # ["", "v2", "models", name, "versions", v, ...]
-    name = parts[3].split(":", 1)[0]
-    version = parts[5] if len(parts) > 5 and parts[4] == "versions" else None
-    return {"name": name, "version": version}
-
-
-def _request_id(given: bytes | None) -> str:
+def request_id_from(given: bytes | None) -> str:
     # Printable ASCII only, bounded, so a client can't forge log lines or bloat them.
     if given and len(given) <= _MAX_ID_LENGTH and given.isascii():
         text = given.decode()

@@ -11,7 +11,7 @@ body. One timer per request on the event loop: what asyncio.timeout does, at hal
 import asyncio
 
 from service.errors import ClientTimeout, RequestTimeout
-from service.middleware.reply import send_error
+from service.protocol.errors import send_error
 
 
 class TimeoutMiddleware:

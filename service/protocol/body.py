@@ -14,16 +14,12 @@ M = TypeVar("M", bound=BaseModel)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, refused with 413 as soon as it is known to exceed `limit` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body of {declared} bytes is over the limit of {limit}")
+    """The whole body, decompressed within `limit` bytes. Its size on the wire is held to the
+    limit by service.middleware.body_limit, which wraps every route."""
     chunks, size = [], 0
     try:
         async for chunk in request.stream():
             size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
             chunks.append(chunk)
     except ClientDisconnect:  # not a fault of ours: no traceback, no 500 in the log
         raise ClientDisconnected(f"client disconnected after {size} bytes of its body") from None

@@ -6,19 +6,11 @@ the documented route (`v2.infer_response`), with the same `{"error": ...}` answe
 else passes through to the app.
 """
 
-import logging
-import re
-
-import orjson
 from starlette.requests import Request
 
-from service.errors import ServiceError
+from service.middleware.routes import INFER_PATH
+from service.protocol.errors import render
 from service.protocol.v2 import infer_response
-
-log = logging.getLogger(__name__)
-
-INFER_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
-_JSON = [(b"content-type", b"application/json")]
 
 
 class FastInfer:
@@ -36,12 +28,8 @@ class FastInfer:
             body, headers = await infer_response(request, state.dataplane, state.limits, match[1], match[2])
             status = 200
             raw_headers = [(k.encode(), v.encode()) for k, v in headers.items()]
-        except ServiceError as exc:
-            status, body = exc.status_code, orjson.dumps({"error": exc.message})
-            raw_headers = _JSON + [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
-        except Exception:
-            log.exception("unhandled error on POST %s", scope["path"])
-            status, body, raw_headers = 500, b'{"error":"internal server error"}', list(_JSON)
-        raw_headers.append((b"content-length", str(len(body)).encode()))
+            raw_headers.append((b"content-length", str(len(body)).encode()))
+        except Exception as exc:  # noqa: BLE001  (rendered: a logged 500 unless a ServiceError)
+            status, body, raw_headers = render(exc, f"POST {scope['path']}")
         await send({"type": "http.response.start", "status": status, "headers": raw_headers})
         await send({"type": "http.response.body", "body": body})

@@ -10,6 +10,7 @@ from service.errors import InvalidInput, ServiceError
 from service.imaging import b64, grid_png, png
 from service.json_encoding import dumps
 from service.protocol import generate_schemas as schemas
+from service.protocol.errors import error_document
 from service.protocol.generate_text import text_done, text_event
 from service.protocol.responses import JSONResponse
 from service.protocol.task_schemas import ERRORS
@@ -44,10 +45,10 @@ def _generate_routes(path: str) -> None:
         openapi_extra=schemas.GENERATE_BODY,
     )
     async def generate(request: Request, dataplane: DataPlaneDep, name: str, version: str | None = None):
-        dataplane.model(name, version)  # 404 for an unknown model, whatever the body holds
+        model = dataplane.model(name, version)  # 404 for an unknown model, whatever the body holds
         params = await read_task_body(request)
         grid_only = _wants_png(request, params)
-        model, plan, generation = await dataplane.generate(name, version, params)
+        plan, generation = await dataplane.generate(model, params)
         if grid_only:
             return Response(grid_png(_ink(model, generation.samples)), media_type="image/png")
         return JSONResponse(_done(model, plan.format, generation))
@@ -59,9 +60,9 @@ def _generate_routes(path: str) -> None:
         openapi_extra=schemas.STREAM_BODY,
     )
     async def generate_stream(request: Request, dataplane: DataPlaneDep, name: str, version: str | None = None):
-        dataplane.model(name, version)
+        model = dataplane.model(name, version)
         params = await read_task_body(request)
-        model, plan, events = dataplane.generate_stream(name, version, params)  # 400s happen here
+        plan, events = dataplane.generate_stream(model, params)  # 400s happen here
         # When the client disconnects, Starlette cancels this iterator at its current await, so
         # the sampling loop stops there and runs no further graph call.
         return StreamingResponse(
@@ -78,11 +79,10 @@ async def _server_sent(model, fmt: str, events):
     try:
         async for event in events:
             yield _sse(_event(model, fmt, event))
-    except ServiceError as exc:  # the stream has started: the error is its last event
-        yield _sse({"error": exc.message})
-    except Exception:
-        log.exception("generate_stream of model %s failed", model.name)
-        yield _sse({"error": "internal server error"})
+    except Exception as exc:  # the stream has started: the error is its last event
+        if not isinstance(exc, ServiceError):
+            log.exception("generate_stream of model %s failed", model.name)
+        yield _sse(error_document(exc))
 
 
 def _sse(document: dict) -> bytes:

@@ -8,7 +8,7 @@ that /openapi.json lists what a client can get back and schemathesis can hold us
 
 from fastapi import FastAPI
 
-from service.middleware.auth import OPEN_PATHS, REPOSITORY_PREFIX
+from service.middleware.routes import OPEN_PATHS, REPOSITORY_PREFIX
 from service.protocol.v2_schemas import Error, extra_components
 
 _ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}

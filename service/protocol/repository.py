@@ -5,7 +5,6 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.errors import InvalidInput
 from service.protocol.body import body_schema, read_model
 from service.protocol.responses import JSONResponse
 from service.protocol.v2 import DataPlaneDep
@@ -40,7 +39,7 @@ class LoadRequest(BaseModel):
 )
 async def repository_index(request: Request, dataplane: DataPlaneDep):
     body = await read_model(request, IndexRequest)
-    return dataplane.registry.index(ready_only=body.ready)
+    return dataplane.repository_index(ready_only=body.ready)
 
 
 @router.post(
@@ -48,14 +47,7 @@ async def repository_index(request: Request, dataplane: DataPlaneDep):
     openapi_extra=body_schema(LoadRequest),
 )
 async def load_model(request: Request, dataplane: DataPlaneDep, name: str):
-    parameters = (await read_model(request, LoadRequest)).parameters or {}
-    # Triton's `config` and `file:` overrides let a client write files and run code: refuse them.
-    refused = [key for key in parameters if key == "config" or key.startswith("file:")]
-    if refused:
-        raise InvalidInput(
-            f"load parameters {refused} are not accepted: models load only from the repository's own files"
-        )
-    await dataplane.registry.load(name)
+    await dataplane.load(name, (await read_model(request, LoadRequest)).parameters)
     return {}
 
 
@@ -65,24 +57,22 @@ async def load_model(request: Request, dataplane: DataPlaneDep, name: str):
 )
 async def unload_model(request: Request, dataplane: DataPlaneDep, name: str):
     await read_model(request, LoadRequest)  # a malformed body is a 400 here too
-    await dataplane.registry.unload(name)
+    await dataplane.unload(name)
     return {}
 
 
 @router.get("/models/stats", tags=["Statistics"], summary="Statistics of every loaded model version")
 async def all_stats(dataplane: DataPlaneDep):
-    return {"model_stats": [m.stats.as_dict(m.name, m.version) for m in dataplane.registry.loaded_models()]}
+    return {"model_stats": dataplane.statistics()}
 
 
 @router.get("/models/{name}/stats", tags=["Statistics"], responses=ERRORS, summary="Statistics of a model")
 async def model_stats(dataplane: DataPlaneDep, name: str):
-    entry = dataplane.registry.entry(name)
-    return {"model_stats": [m.stats.as_dict(m.name, m.version) for m in entry.models()]}
+    return {"model_stats": dataplane.statistics(name)}
 
 
 @router.get("/models/{name}/versions/{version}/stats", tags=["Statistics"], responses=ERRORS, summary="Statistics of a version")
 async def version_stats(dataplane: DataPlaneDep, name: str, version: str):
-    model = dataplane.registry.get(name, version)
-    return {"model_stats": [model.stats.as_dict(model.name, model.version)]}
+    return {"model_stats": dataplane.statistics(name, version)}
 
 

@@ -59,9 +59,9 @@ def _task_routes(path: str) -> None:
         openapi_extra=schemas.PREDICT_BODY,
     )
     async def predict(request: Request, dataplane: DataPlaneDep, name: str, version: str | None = None):
-        dataplane.model(name, version)  # 404 for an unknown model, whatever the body holds
+        model = dataplane.model(name, version)  # 404 for an unknown model, whatever the body holds
         body = await read_task_body(request)
-        _, predictions = await dataplane.predict(name, version, body)
+        predictions = await dataplane.predict(model, body)
         return JSONResponse({"predictions": predictions})
 
     @router.post(
@@ -70,9 +70,9 @@ def _task_routes(path: str) -> None:
         openapi_extra=schemas.EXPLAIN_BODY,
     )
     async def explain(request: Request, dataplane: DataPlaneDep, name: str, version: str | None = None):
-        dataplane.model(name, version)
+        model = dataplane.model(name, version)
         body = await read_task_body(request)
-        _, explanations = await dataplane.explain(name, version, body)
+        explanations = await dataplane.explain(model, body)
         return JSONResponse({"explanations": explanations})
 
     @router.post(
@@ -80,9 +80,9 @@ def _task_routes(path: str) -> None:
         summary="VAE: decode each instance's latent mean", openapi_extra=schemas.RECONSTRUCT_BODY,
     )
     async def reconstruct(request: Request, dataplane: DataPlaneDep, name: str, version: str | None = None):
-        dataplane.model(name, version)
+        model = dataplane.model(name, version)
         body = await read_task_body(request)
-        _, predictions = await dataplane.predict(name, version, body, reconstruct=True)
+        predictions = await dataplane.predict(model, body, reconstruct=True)
         return JSONResponse({"predictions": predictions})
 
 

@@ -58,7 +58,7 @@ def _metadata_routes(path: str) -> None:
         responses=schemas.ERRORS, summary="Model metadata",
     )
     async def model_metadata(dataplane: DataPlaneDep, name: str, version: str | None = None):
-        return dataplane.model_metadata(name, version)
+        return dataplane.model_metadata(dataplane.model(name, version))
 
     @router.get(f"{path}/ready", response_model=schemas.ModelReady, responses=schemas.ERRORS, summary="Model readiness")
     async def model_ready(dataplane: DataPlaneDep, name: str, version: str | None = None):
@@ -67,7 +67,7 @@ def _metadata_routes(path: str) -> None:
 
     @router.get(f"{path}/config", responses=schemas.ERRORS, summary="Model configuration (Triton's shape)")
     async def model_config(dataplane: DataPlaneDep, name: str, version: str | None = None):
-        return dataplane.model_config(name, version)
+        return dataplane.model_config(dataplane.model(name, version))
 
     @router.post(
         f"{path}/infer",
@@ -89,14 +89,14 @@ async def infer_response(
     """One V2 infer call, from request to response body and headers."""
     body = await read_body(request, request.app.state.settings.max_request_bytes)
     # The model is resolved first so an unknown model is a 404 whatever the body holds.
-    dataplane.model(name, version)
+    model = dataplane.model(name, version)
     if request.headers.get("content-type", "").startswith("multipart/"):
         raise InvalidInput(
             "this route takes a V2 inference request: JSON, or JSON followed by binary tensors "
             f"(Inference-Header-Content-Length); upload files to POST /v1/models/{name}:predict"
         )
     parsed = decode_request(body, request.headers.get(HEADER_LENGTH), limits)
-    model, outputs = await dataplane.infer(name, version, parsed.inputs, parsed.datatypes, parsed.output_names)
+    outputs = await dataplane.infer(model, parsed.inputs, parsed.datatypes, parsed.output_names)
     return encode_response(model.name, str(model.version), outputs, parsed)
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
-from starlette.exceptions import HTTPException
+
+from service.errors import NotFound
 
 WEB = Path(__file__).resolve().parent.parent / "web"
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
@@ -23,7 +24,7 @@ router = APIRouter(include_in_schema=False)
 def _file(name: str) -> FileResponse:
     path = FILES.get(name)
     if path is None:
-        raise HTTPException(404, f"no playground file '{name}'")
+        raise NotFound(f"no playground file '{name}'")
     return FileResponse(path, media_type=TYPES[path.suffix], headers=HEADERS)
 
 

@@ -1,76 +1,12 @@
-"""What every task shares: a graph runner that times and counts executions, and the model base."""
-
-import asyncio
-import time
-from concurrent.futures import Executor
+"""The model base every task extends: its V2 signature, `infer`, and the task endpoints."""
 
 import numpy as np
 
-from service import metrics
-from service.batching import Batcher, BatchPolicy
 from service.config import ModelConfig
 from service.errors import InvalidInput
-from service.runtime import Graph, TensorSpec
+from service.runner import GraphRunner
+from service.runtime import TensorSpec
 from service.signature import check_inputs
-from service.stats import ModelStats
-
-
-class GraphRunner:
-    """Runs one graph in a worker thread, never on the event loop, and records its metrics.
-
-    With a batch policy, and a graph whose every input and output has a dynamic first axis,
-    concurrent calls go through a dynamic batcher and share executions.
-    """
-
-    def __init__(
-        self,
-        graph: Graph,
-        executor: Executor,
-        labels: tuple[str, str],
-        policy: BatchPolicy | None = None,
-        stats: ModelStats | None = None,
-    ):
-        self.graph = graph
-        self._executor = executor
-        self.stats = stats or ModelStats()  # shared by the graphs of one model version
-        batchable = all(s.has_batch_axis for s in (*graph.inputs, *graph.outputs))
-        self.batcher = (
-            Batcher(self.run_sync, executor, policy, labels, self.stats)
-            if policy is not None and policy.max_batch_size > 0 and batchable
-            else None
-        )
-        self._exec_count = metrics.EXEC_COUNT.labels(*labels)
-        self._compute = metrics.COMPUTE_DURATION.labels(*labels)
-        self._batch_size = metrics.BATCH_SIZE.labels(*labels)
-
-    async def run(self, feeds: dict[str, np.ndarray], output_names: list[str] | None = None) -> dict[str, np.ndarray]:
-        if self.batcher is not None:
-            outputs = await self.batcher.submit(feeds)
-            return {n: outputs[n] for n in output_names} if output_names else outputs
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.run_sync, feeds, output_names)
-
-    def close(self) -> None:
-        """Stop batching once the requests already queued are served."""
-        if self.batcher is not None:
-            self.batcher.close()
-
-    def run_sync(self, feeds: dict[str, np.ndarray], output_names: list[str] | None = None) -> dict[str, np.ndarray]:
-        started = time.perf_counter()
-        outputs = self.graph.run(feeds, output_names)
-        elapsed = time.perf_counter() - started
-        rows = _rows(feeds)
-        self._compute.observe(elapsed)
-        self._exec_count.inc()
-        self._batch_size.observe(rows)
-        self.stats.executed(rows, elapsed)
-        return outputs
-
-
-def _rows(feeds: dict[str, np.ndarray]) -> int:
-    for array in feeds.values():
-        return int(array.shape[0]) if array.ndim else 1
-    return 1
 
 
 class ServedModel:
@@ -85,7 +21,7 @@ class ServedModel:
         self.config = config
         self.graphs = graphs
         first = next(iter(graphs.values()))
-        self.provider = first.graph.provider
+        self.provider = first.provider
         self.stats = first.stats
 
     @property
@@ -114,7 +50,15 @@ class ServedModel:
     async def explain(self, body: dict) -> list[dict]:
         raise self.no_endpoint(":explain")
 
+    # Generation (service/tasks/generative.py and every other generator): a plan from its
+    # parameters, then `stream` of events, each with `tensors()`, `parameters()` and `final`.
+    streams = False
+
     def plan(self, params: dict, stream: bool = False):
+        raise self.no_endpoint("generate")
+
+    def params_from_tensors(self, inputs: dict[str, np.ndarray]) -> dict:
+        """A generation's parameters from V2 input tensors (ModelStreamInfer)."""
         raise self.no_endpoint("generate")
 
     def no_endpoint(self, endpoint: str) -> InvalidInput:

@@ -27,12 +27,12 @@ class ExplainClassParams(explain.ExplainParams):
 class ClassificationModel(GenericModel):
     def __init__(self, name, version, config, graphs):
         super().__init__(name, version, config, graphs)
-        positional.check(self.graph, "model", inputs=1, outputs=1)
+        positional.check(self.runner, "model", inputs=1, outputs=1)
         if not config.labels:
             raise ValueError("a classification model needs labels in config.yaml")
         self.labels = list(config.labels)
-        self.units = Units(data_spec(config, self.graph.graph.inputs[0], "the model's input"))
-        classes = self.graph.graph.outputs[0].shape[-1]
+        self.units = Units(data_spec(config, self.runner.inputs[0], "the model's input"))
+        classes = self.runner.outputs[0].shape[-1]
         if classes > 0 and classes != len(self.labels):
             raise ValueError(f"the graph gives {classes} logits but config.yaml lists {len(self.labels)} labels")
         self.guard = OutOfDistributionGuard(config.guard, (name, str(version))) if config.guard else None
@@ -56,7 +56,7 @@ class ClassificationModel(GenericModel):
 
     async def probabilities(self, raw: np.ndarray) -> np.ndarray:
         """(N, classes) class probabilities of raw (N, *shape); :explain calls it too."""
-        logits = (await positional.run(self.graph, self.units.to_network(raw)))[0].astype(np.float64)
+        logits = (await positional.run(self.runner, self.units.to_network(raw)))[0].astype(np.float64)
         return _softmax(logits.reshape(len(raw), -1))
 
     async def explain(self, body: dict) -> list[dict]:

@@ -81,7 +81,7 @@ class DiffusionModel(GenerativeModel):
         if not self.default_steps <= self.max_steps <= timesteps:
             raise ValueError(f"need default_steps <= max_steps <= T = {timesteps} (the schedule's length)")
         self.labels = list(config.labels) if config.labels else None
-        self.units = Units(data_spec(config, self.denoiser.graph.inputs[0], "denoiser input x_t"))
+        self.units = Units(data_spec(config, self.denoiser.inputs[0], "denoiser input x_t"))
 
     def required_inputs(self) -> set[str]:
         # A class-conditional model trained without a null label cannot sample unconditionally.

@@ -23,9 +23,9 @@ class FlowModel(LatentModel):
         self.forward, self.inverse = graphs["forward"], graphs["inverse"]
         positional.check(self.forward, "forward", inputs=1, outputs=2)
         positional.check(self.inverse, "inverse", inputs=1, outputs=1)
-        self.units = Units(data_spec(config, self.forward.graph.inputs[0], "forward input x"))
+        self.units = Units(data_spec(config, self.forward.inputs[0], "forward input x"))
         # A flow keeps dimensions: z has as many as a sample (D = prod(data.shape)).
-        self.latent_size = latent_size(config.latent_dim or self.units.size, self.inverse.graph.inputs[0], "inverse input z")
+        self.latent_size = latent_size(config.latent_dim or self.units.size, self.inverse.inputs[0], "inverse input z")
 
     async def decode(self, z: np.ndarray) -> np.ndarray:
         x = (await positional.run(self.inverse, z))[0]  # (B, *shape) network units

@@ -17,7 +17,7 @@ class GanModel(LatentModel):
         super().__init__(name, version, config, graphs)
         self.generator = graphs["generator"]
         positional.check(self.generator, "generator", inputs=1, outputs=1)
-        z_spec, x_spec = self.generator.graph.inputs[0], self.generator.graph.outputs[0]
+        z_spec, x_spec = self.generator.inputs[0], self.generator.outputs[0]
         self.latent_size = latent_size(config.latent_dim, z_spec, "generator input z")
         self.units = Units(data_spec(config, x_spec, "generator output x"))
 

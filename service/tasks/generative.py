@@ -26,6 +26,14 @@ class Generation:
     samples: np.ndarray  # (N, *shape) raw units
     seed: int | None
     facts: dict = field(default_factory=dict)  # what the task echoes back (labels, steps...)
+    final = True
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        """The event as V2 outputs, for tensor transports (gRPC's ModelStreamInfer)."""
+        return {"samples": self.samples, "seed": np.array([self.seed], dtype=np.int64)}
+
+    def parameters(self) -> dict:
+        return {"event": "done"}
 
 
 @dataclass
@@ -35,6 +43,13 @@ class Progress:
     step: int
     steps: int
     samples: np.ndarray  # (N, *shape) raw units
+    final = False
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        return {"samples": self.samples}
+
+    def parameters(self) -> dict:
+        return {"event": "progress", "step": self.step, "steps": self.steps}
 
 
 @dataclass
@@ -43,6 +58,13 @@ class Sample:
 
     index: int
     sample: np.ndarray  # (*shape) raw units
+    final = False
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        return {"samples": self.sample[None]}
+
+    def parameters(self) -> dict:
+        return {"event": "sample", "index": self.index}
 
 
 Event = Generation | Progress | Sample
@@ -122,9 +144,13 @@ class GenerativeModel(ServedModel):
                 raise InvalidInput(f"unknown input '{name}'; the model's inputs are: {', '.join(known)}")
         check_inputs([s for s in self.inputs if s.name in inputs], inputs, datatypes)
 
+    streams = True
+
+    def params_from_tensors(self, inputs: dict[str, np.ndarray]) -> dict:
+        return {name: _param(name, array) for name, array in inputs.items()}
+
     async def infer(self, inputs: dict[str, np.ndarray], output_names: list[str] | None) -> dict[str, np.ndarray]:
-        params = {name: _param(name, array) for name, array in inputs.items()}
-        generation = await self.generate(self.plan(params))
+        generation = await self.generate(self.plan(self.params_from_tensors(inputs)))
         return {"samples": generation.samples, "seed": np.array([generation.seed], dtype=np.int64)}
 
     def items(self, inputs: dict[str, np.ndarray]) -> int:

@@ -11,15 +11,15 @@ class GenericModel(ServedModel):
 
     def __init__(self, name, version, config, graphs):
         super().__init__(name, version, config, graphs)
-        self.graph = next(iter(graphs.values()))
+        self.runner = next(iter(graphs.values()))
 
     @property
     def inputs(self) -> list[TensorSpec]:
-        return self.graph.graph.inputs
+        return self.runner.inputs
 
     @property
     def outputs(self) -> list[TensorSpec]:
-        return self.graph.graph.outputs
+        return self.runner.outputs
 
     async def infer(self, inputs: dict[str, np.ndarray], output_names: list[str] | None) -> dict[str, np.ndarray]:
-        return await self.graph.run(inputs, output_names)
+        return await self.runner.run(inputs, output_names)

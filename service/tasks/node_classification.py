@@ -26,7 +26,7 @@ class GraphParams(Params):
 class NodeClassificationModel(GenericModel):
     def __init__(self, name, version, config, graphs):
         super().__init__(name, version, config, graphs)
-        positional.check(self.graph, "model", inputs=2, outputs=1)
+        positional.check(self.runner, "model", inputs=2, outputs=1)
         if not config.labels:
             raise ValueError("a node-classification model needs labels in config.yaml")
         self.labels = list(config.labels)
@@ -45,7 +45,7 @@ class NodeClassificationModel(GenericModel):
         self.joiner = GraphJoiner(self._run, config.max_batch_size or 1, config.max_nodes, config.max_edges)
 
     async def _run(self, x: np.ndarray, edge_index: np.ndarray) -> dict[str, np.ndarray]:
-        outputs = await positional.run(self.graph, x, edge_index)
+        outputs = await positional.run(self.runner, x, edge_index)
         return {spec.name: out for spec, out in zip(self.outputs, outputs)}
 
     def check_inputs(self, inputs: dict[str, np.ndarray], datatypes: dict[str, str]) -> None:

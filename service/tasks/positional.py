@@ -2,23 +2,21 @@
 
 import numpy as np
 
-from service.tasks.base import GraphRunner
+from service.runner import GraphRunner
 
 
 async def run(runner: GraphRunner, *inputs: np.ndarray) -> list[np.ndarray]:
     """Feed `inputs` to the graph's inputs in order; its outputs in order."""
-    graph = runner.graph
-    if len(inputs) != len(graph.inputs):
-        raise ValueError(f"{graph.path.name} takes {len(graph.inputs)} inputs, not {len(inputs)}")
-    outputs = await runner.run({spec.name: array for spec, array in zip(graph.inputs, inputs)})
-    return [outputs[spec.name] for spec in graph.outputs]
+    if len(inputs) != len(runner.inputs):
+        raise ValueError(f"{runner.file_name} takes {len(runner.inputs)} inputs, not {len(inputs)}")
+    outputs = await runner.run({spec.name: array for spec, array in zip(runner.inputs, inputs)})
+    return [outputs[spec.name] for spec in runner.outputs]
 
 
 def check(runner: GraphRunner, role: str, inputs: int, outputs: int) -> None:
     """At load: the graph has the inputs its task feeds and at least the outputs it reads."""
-    graph = runner.graph
-    if len(graph.inputs) != inputs or len(graph.outputs) < outputs:
+    if len(runner.inputs) != inputs or len(runner.outputs) < outputs:
         raise ValueError(
-            f"graph '{role}' ({graph.path.name}) has {len(graph.inputs)} inputs and {len(graph.outputs)} "
+            f"graph '{role}' ({runner.file_name}) has {len(runner.inputs)} inputs and {len(runner.outputs)} "
             f"outputs; its task needs {inputs} inputs and at least {outputs} outputs"
         )

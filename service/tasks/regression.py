@@ -15,12 +15,12 @@ from service.tasks.units import Units
 class RegressionModel(GenericModel):
     def __init__(self, name, version, config, graphs):
         super().__init__(name, version, config, graphs)
-        positional.check(self.graph, "model", inputs=1, outputs=1)
+        positional.check(self.runner, "model", inputs=1, outputs=1)
         self.features = list(config.features) if config.features else None
         if config.data is None and self.features:
             spec = DataSpec(shape=[len(self.features)])
         else:
-            spec = data_spec(config, self.graph.graph.inputs[0], "the model's input")
+            spec = data_spec(config, self.runner.inputs[0], "the model's input")
         self.units = Units(spec)
         if self.features and len(self.features) != self.units.size:
             raise ValueError(f"config.yaml lists {len(self.features)} features for inputs of shape {spec.shape}")
@@ -29,7 +29,7 @@ class RegressionModel(GenericModel):
         params = validate(PredictParams, body, "regression")
         # Regression graphs take raw features: their normalisation is baked in.
         x = parse_instances(params.instances, self.units, self.features)  # (N, features)
-        outputs = await positional.run(self.graph, self.units.to_network(x))
+        outputs = await positional.run(self.runner, self.units.to_network(x))
         mean = outputs[0].reshape(len(x)).astype(np.float64)  # (N,) raw target units
         if len(outputs) < 2:
             return [{"value": float(m)} for m in mean]
@@ -38,7 +38,7 @@ class RegressionModel(GenericModel):
 
     async def values(self, x: np.ndarray) -> np.ndarray:
         """The predicted mean (N,) of raw features x (N, features); :explain calls it."""
-        outputs = await positional.run(self.graph, self.units.to_network(x))
+        outputs = await positional.run(self.runner, self.units.to_network(x))
         return outputs[0].reshape(len(x)).astype(np.float64)
 
     async def explain(self, body: dict) -> list[dict]:

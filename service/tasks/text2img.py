@@ -46,7 +46,7 @@ class TextToImageModel(DiffusionModel):
         super().__init__(name, version, config, graphs)
         self.text_encoder = graphs["text_encoder"]
         positional.check(self.text_encoder, "text_encoder", inputs=1, outputs=1)
-        shape = self.text_encoder.graph.inputs[0].shape
+        shape = self.text_encoder.inputs[0].shape
         if len(shape) != 2 or shape[1] < 1:
             raise ValueError(f"text_encoder input must be (batch, max_words) with a fixed max_words, not {list(shape)}")
         if not isinstance(config.vocabulary, list):

@@ -117,7 +117,7 @@ class TranslationModel(ServedModel):
         self.pad, self.bos, self.eos = special.pad, special.bos, special.eos
         if max(self.bos, self.eos, self.pad) >= len(config.vocabulary.target):
             raise ValueError("special_tokens must be ids of the target vocabulary")
-        classes = self.decoder.graph.outputs[0].shape[-1]
+        classes = self.decoder.outputs[0].shape[-1]
         if classes > 0 and classes != len(config.vocabulary.target):
             raise ValueError(f"the decoder gives {classes} logits but the target vocabulary has "
                              f"{len(config.vocabulary.target)} tokens")

@@ -35,8 +35,8 @@ class VaeModel(LatentModel):
         self.encoder, self.decoder = graphs["encoder"], graphs["decoder"]
         positional.check(self.encoder, "encoder", inputs=1, outputs=2)
         positional.check(self.decoder, "decoder", inputs=1, outputs=1)
-        self.units = Units(data_spec(config, self.encoder.graph.inputs[0], "encoder input x"))
-        self.latent_size = latent_size(config.latent_dim, self.decoder.graph.inputs[0], "decoder input z")
+        self.units = Units(data_spec(config, self.encoder.inputs[0], "encoder input x"))
+        self.latent_size = latent_size(config.latent_dim, self.decoder.inputs[0], "decoder input z")
 
     @property
     def task_inputs(self) -> tuple[TensorSpec, ...]:

@@ -16,6 +16,7 @@ from tests.deploy.tools import DEPLOY, ROOT
 K8S = DEPLOY / "k8s"
 MANIFESTS = sorted(K8S.rglob("*.yaml"))
 KSERVE_SCHEMA = Path(__file__).parent / "schemas" / "kserve-inferenceservice-v1beta1.json"
+RUNTIME_SCHEMA = Path(__file__).parent / "schemas" / "kserve-servingruntime-v1alpha1.json"
 VERSION = kubernetes_validate.latest_version()
 
 
@@ -28,11 +29,14 @@ def load(relative: str) -> dict:
 def test_manifest_passes_its_schema(path):
     for document in yaml.safe_load_all(path.read_text()):
         if document["apiVersion"].startswith("serving.kserve.io/"):
-            jsonschema.validate(document, json.loads(KSERVE_SCHEMA.read_text()))
-            # A predictor's containers are Kubernetes containers: check them as a Pod's.
-            pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "predictor"},
-                   "spec": {"containers": document["spec"]["predictor"]["containers"]}}
-            kubernetes_validate.validate(pod, VERSION, strict=True)
+            runtime = document["kind"].endswith("ServingRuntime")
+            jsonschema.validate(document, json.loads((RUNTIME_SCHEMA if runtime else KSERVE_SCHEMA).read_text()))
+            # A predictor's or runtime's containers are Kubernetes containers: check them as a Pod's.
+            containers = document["spec"]["containers"] if runtime else document["spec"]["predictor"].get("containers")
+            if containers:
+                pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "predictor"},
+                       "spec": {"containers": containers}}
+                kubernetes_validate.validate(pod, VERSION, strict=True)
         else:
             kubernetes_validate.validate(document, VERSION, strict=True)
 
@@ -90,3 +94,28 @@ def test_kserve_predictor_serves_v2_on_the_port_kserve_routes_to():
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["MODELSERVE_PORT"] == "8080" == str(container["ports"][0]["containerPort"])
     assert str(container["securityContext"]["runAsUser"]) == "10001"
+
+
+def test_service_publishes_grpc_as_h2c_on_the_containers_grpc_port():
+    service, deployment = load("service.yaml"), load("deployment.yaml")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    grpc = next(p for p in service["spec"]["ports"] if p["name"] == "grpc")
+    assert grpc["appProtocol"] == "kubernetes.io/h2c"
+    port_names = {p["name"]: p["containerPort"] for p in container["ports"]}
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert str(port_names[grpc["targetPort"]]) == env["MODELSERVE_GRPC_PORT"] == str(Settings().grpc_port)
+
+
+def test_kserve_runtime_serves_onnx_over_v2_and_grpc_v2_and_an_inferenceservice_uses_it():
+    runtime, service = load("kserve/servingruntime.yaml"), load("kserve/inferenceservice-runtime.yaml")
+    assert runtime["kind"] == "ClusterServingRuntime"
+    assert {"name": "onnx", "version": "1", "autoSelect": True, "priority": 1} in runtime["spec"]["supportedModelFormats"]
+    assert runtime["spec"]["protocolVersions"] == ["v2", "grpc-v2"]
+    [container] = runtime["spec"]["containers"]
+    # the flags it passes are the service's own, and point at KServe's mount and ports
+    settings = Settings(_cli_parse_args=container["args"])
+    assert (str(settings.model_repository), settings.port, settings.grpc_port) == ("/mnt/models", 8080, 9000)
+    assert probes(container) == {"readinessProbe": "/v2/health/ready", "livenessProbe": "/v2/health/live"}
+    model = service["spec"]["predictor"]["model"]
+    assert model["runtime"] == runtime["metadata"]["name"] and model["modelFormat"]["name"] == "onnx"
+    assert model["protocolVersion"] in runtime["spec"]["protocolVersions"] and model["storageUri"]

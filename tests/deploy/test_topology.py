@@ -8,17 +8,21 @@ and its body, and a model that computes for milliseconds makes that a negligible
 time; with a model that does nothing (identity) it is a few percent, and so is a failed run.
 """
 
+import queue
 import subprocess
 import threading
 import time
 
 import httpx
+import numpy as np
 import pytest
+import tritonclient.grpc as tg
 
 from tests import onnx_models
-from tests.conftest import Server, free_port
+from tests.conftest import Server, ServerURL, free_port
 from tests.deploy.tools import local_nginx_config, nginx_command, tool
 from tests.middleware.access_log import access_lines
+from tests.tasks import builders
 
 # Each request runs 30 matmuls of 256 x 256: a model that computes, as served models do.
 BODY = {"inputs": [{"name": "iterations", "shape": [], "datatype": "INT64", "data": [30]}]}
@@ -37,16 +41,20 @@ def stack(tmp_path):
     nginx = tool("nginx")
     repo = tmp_path / "models"
     onnx_models.save(onnx_models.slow(), repo, "slow")
+    builders.write(repo, "gan", {"task": "gan", "latent_dim": builders.LATENT, "data": builders.digits_data()},
+                   {"generator.onnx": builders.decoder()})
     replicas = [Server(repo, env={"MODELSERVE_LOG_LEVEL": "info"}) for _ in range(2)]
     process = None
     try:
         for replica in replicas:
             replica.wait_ready()
-        port = free_port()
+        port, grpc_port = free_port(), free_port()
         (tmp_path / "nginx").mkdir()
-        config = local_nginx_config(tmp_path / "nginx", [r.port for r in replicas], port)
+        config = local_nginx_config(tmp_path / "nginx", [r.port for r in replicas], port,
+                                    [r.grpc_port for r in replicas], grpc_port)
         process = subprocess.Popen(nginx_command(nginx, config), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        url = f"http://127.0.0.1:{port}"
+        url = ServerURL(f"http://127.0.0.1:{port}")
+        url.grpc = f"127.0.0.1:{grpc_port}"
 
         def nginx_ready() -> bool:
             if process.poll() is not None:
@@ -104,3 +112,25 @@ def test_killing_a_replica_under_load_fails_no_request(stack):
     failures = [r for r in results if r != 200]
     assert failures == [], f"{len(failures)} of {len(results)} requests failed: {failures[:5]}"
     assert doomed.process.returncode == -9
+
+
+def test_grpc_infer_and_a_generation_stream_through_nginx(stack):
+    url, replicas = stack
+    client = tg.InferenceServerClient(url.grpc)
+    assert client.is_server_ready()
+    tensor = tg.InferInput("iterations", [], "INT64")
+    tensor.set_data_from_numpy(np.array(3, np.int64))
+    for i in range(6):
+        result = client.infer("slow", [tensor], headers={"x-request-id": f"through-nginx-{i}"})
+        assert result.as_numpy("y").shape == ()
+    answers: queue.Queue = queue.Queue()
+    client.start_stream(callback=lambda result, error: answers.put(error or result))
+    count = tg.InferInput("num_samples", [1], "INT32")
+    count.set_data_from_numpy(np.array([3], np.int32))
+    client.async_stream_infer("gan", [count])
+    events = [answers.get(timeout=30) for _ in range(4)]
+    client.stop_stream()
+    assert [e.get_response().parameters["event"].string_param for e in events] == ["sample"] * 3 + ["done"]
+    # nginx passed the request id on to the replica that served each call
+    logged = [line["request_id"] for r in replicas for line in access_lines(r.log_path)]
+    assert {f"through-nginx-{i}" for i in range(6)} <= set(logged)

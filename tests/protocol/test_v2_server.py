@@ -258,14 +258,14 @@ def test_unknown_models_and_broken_models(url, client):
 
 
 def test_metrics_count_what_was_sent(url, client):
-    before = _metric(url, 'modelserve_inference_request_success_total{model="identity_int32",version="1"}')
+    before = _metric(url, 'modelserve_inference_request_success_total{model="identity_int32",protocol="http",version="1"}')
     array = sample("INT32", (5, 3))
     for _ in range(3):
         infer(client, "identity_int32", array, "INT32", True)
     httpx.post(f"{url}/v2/models/identity_int32/infer", json={"inputs": [_tensor(datatype="FP32")]})
-    assert _metric(url, 'modelserve_inference_request_success_total{model="identity_int32",version="1"}') == before + 3
-    assert _metric(url, 'modelserve_inference_request_failure_total{model="identity_int32",reason="invalid",version="1"}') >= 1
-    assert _metric(url, 'modelserve_inference_count_total{model="identity_int32",version="1"}') >= 15
+    assert _metric(url, 'modelserve_inference_request_success_total{model="identity_int32",protocol="http",version="1"}') == before + 3
+    assert _metric(url, 'modelserve_inference_request_failure_total{model="identity_int32",protocol="http",reason="invalid",version="1"}') >= 1
+    assert _metric(url, 'modelserve_inference_count_total{model="identity_int32",protocol="http",version="1"}') >= 15
     assert _metric(url, 'modelserve_model_loaded{model="pair",provider="CPUExecutionProvider",version="1"}') == 1
     assert _metric(url, 'modelserve_compute_duration_seconds_count{model="identity_int32",version="1"}') >= 3
 

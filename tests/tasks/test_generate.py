@@ -29,9 +29,10 @@ def samples(url, model, **params) -> np.ndarray:
 
 
 def metric(url, name, model) -> float:
-    prefix = f'{name}{{model="{model}",version="1"}} '
-    line = next((l for l in httpx.get(f"{url}/metrics").text.splitlines() if l.startswith(prefix)), None)
-    return float(line.split()[-1]) if line else 0.0
+    """The series summed over its other labels (the request series have a `protocol` label)."""
+    lines = httpx.get(f"{url}/metrics").text.splitlines()
+    wanted = (f'model="{model}"', 'version="1"')
+    return sum(float(l.split()[-1]) for l in lines if l.startswith(name + "{") and all(w in l for w in wanted))
 
 
 def png_pixels(text: str) -> np.ndarray:

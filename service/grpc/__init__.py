@@ -1,0 +1,1 @@
+"""gRPC transport only: inference.GRPCInferenceService over grpc.aio, beside the HTTP server."""

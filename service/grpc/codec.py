@@ -1,0 +1,160 @@
+"""ModelInferRequest / ModelInferResponse <-> numpy, with the limits and checks of the REST codec.
+
+Inputs come as typed `contents` or as `raw_input_contents` (one buffer per input, in order,
+little-endian; BYTES as 4-byte length-prefixed items, as in the binary extension). Outputs
+always leave as `raw_output_contents`, as Triton sends them.
+"""
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from service.datatypes import numpy_dtype, v2_datatype
+from service.errors import InvalidInput
+from service.grpc.protocol import pb
+from service.protocol.v2_codec import Limits, array_from_binary, binary_bytes
+
+MAX_DIMENSIONS = 32
+
+# The typed field of InferTensorContents that holds each datatype (FP16 and BF16 have none:
+# they travel only as raw contents).
+CONTENTS_FIELD = {
+    "BOOL": "bool_contents",
+    "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "UINT8": "uint_contents", "UINT16": "uint_contents", "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
+}
+
+
+@dataclass
+class DecodedRequest:
+    inputs: dict[str, np.ndarray]
+    datatypes: dict[str, str]
+    parameters: dict = field(default_factory=dict)
+    output_names: list[str] | None = None
+
+
+def decode_request(request: pb.ModelInferRequest, limits: Limits) -> DecodedRequest:
+    raw = request.raw_input_contents
+    if raw and len(raw) != len(request.inputs):
+        raise InvalidInput(
+            f"raw_input_contents holds {len(raw)} buffers but the request has {len(request.inputs)} inputs"
+        )
+    inputs: dict[str, np.ndarray] = {}
+    datatypes: dict[str, str] = {}
+    for position, tensor in enumerate(request.inputs):
+        name, datatype, shape = _tensor_header(tensor, position, limits)
+        if name in inputs:
+            raise InvalidInput(f"input '{name}' is given more than once")
+        if raw:
+            if tensor.HasField("contents"):
+                raise InvalidInput(f"input '{name}' has contents, but the request sends raw_input_contents")
+            inputs[name] = _from_raw(raw[position], datatype, shape, name)
+        else:
+            inputs[name] = _from_contents(tensor.contents, datatype, shape, name)
+        datatypes[name] = datatype
+    output_names = [o.name for o in request.outputs] or None
+    return DecodedRequest(inputs, datatypes, parameters(request.parameters), output_names)
+
+
+def _tensor_header(tensor, position: int, limits: Limits) -> tuple[str, str, tuple[int, ...]]:
+    name = tensor.name
+    if not name:
+        raise InvalidInput(f"inputs[{position}]: 'name' must be a non-empty string")
+    datatype = tensor.datatype
+    numpy_dtype(datatype)  # raises for an unknown datatype
+    shape = tuple(tensor.shape)
+    if any(d < 0 for d in shape):
+        raise InvalidInput(f"input '{name}': shape {list(shape)} has a negative dimension")
+    if len(shape) > MAX_DIMENSIONS:
+        raise InvalidInput(f"input '{name}': shape has {len(shape)} dimensions; at most {MAX_DIMENSIONS} are allowed")
+    elements = math.prod(d or 1 for d in shape)  # a zero-size tensor's other sides count too
+    if elements > limits.max_tensor_elements:
+        raise InvalidInput(
+            f"input '{name}': shape {list(shape)} spans {elements} elements, over the limit of "
+            f"{limits.max_tensor_elements}"
+        )
+    return name, datatype, shape
+
+
+def _from_raw(buffer: bytes, datatype: str, shape: tuple[int, ...], name: str) -> np.ndarray:
+    if datatype != "BYTES":
+        needed = math.prod(shape) * numpy_dtype(datatype).itemsize
+        if len(buffer) != needed:
+            raise InvalidInput(
+                f"input '{name}': raw content is {len(buffer)} bytes but shape {list(shape)} "
+                f"of {datatype} needs {needed}"
+            )
+    return array_from_binary(memoryview(buffer), datatype, shape, name)
+
+
+def _from_contents(contents, datatype: str, shape: tuple[int, ...], name: str) -> np.ndarray:
+    expected = math.prod(shape)
+    field_name = CONTENTS_FIELD.get(datatype)
+    if field_name is None:
+        if expected == 0:
+            return np.zeros(shape, dtype=numpy_dtype(datatype))
+        raise InvalidInput(f"input '{name}' is {datatype}, which travels only in raw_input_contents")
+    values = getattr(contents, field_name)
+    if len(values) != expected:
+        others = [f.name for f, v in contents.ListFields() if f.name != field_name and len(v)]
+        hint = f" (it has {', '.join(others)}: a {datatype} input's go in {field_name})" if others else ""
+        raise InvalidInput(
+            f"input '{name}': {field_name} has {len(values)} elements but shape {list(shape)} needs {expected}{hint}"
+        )
+    if datatype == "BYTES":
+        array = np.empty(expected, dtype=object)
+        array[:] = list(values)
+        return array.reshape(shape)
+    dtype = numpy_dtype(datatype)
+    # int_contents and uint_contents are 32 bits wide: narrower types must be range-checked.
+    if dtype.kind in "iu" and dtype.itemsize < 4 and expected:
+        wide = np.asarray(values, dtype=np.int64)
+        info = np.iinfo(dtype)
+        if wide.min() < info.min or wide.max() > info.max:
+            raise InvalidInput(f"input '{name}': a value lies outside the range of {datatype}")
+    return np.asarray(values, dtype=dtype).reshape(shape)
+
+
+def parameters(entries) -> dict:
+    """An InferParameter map as plain Python values."""
+    found = {}
+    for key, value in entries.items():
+        kind = value.WhichOneof(value.DESCRIPTOR.oneofs[0].name)
+        found[key] = getattr(value, kind) if kind else None
+    return found
+
+
+def set_parameter(entries, key: str, value) -> None:
+    target = entries[key]
+    if isinstance(value, bool):
+        target.bool_param = value
+    elif isinstance(value, int):
+        target.int64_param = value
+    elif isinstance(value, float):
+        target.double_param = value
+    else:
+        target.string_param = str(value)
+
+
+def encode_response(
+    response: pb.ModelInferResponse, model_name: str, model_version: str, outputs: dict[str, np.ndarray],
+    request_id: str = "",
+) -> pb.ModelInferResponse:
+    """Fill `response` with the outputs as raw contents."""
+    response.model_name = model_name
+    response.model_version = model_version
+    response.id = request_id
+    for name, array in outputs.items():
+        datatype = v2_datatype(array.dtype)
+        tensor = response.outputs.add()
+        tensor.name = name
+        tensor.datatype = datatype
+        tensor.shape.extend(array.shape)
+        response.raw_output_contents.append(bytes(binary_bytes(array, datatype)))
+    return response

@@ -1,0 +1,121 @@
+"""The grpc.aio server: started in the app's lifespan, in the same event loop as HTTP, so both
+transports share the DataPlane, its batchers, metrics and statistics.
+
+With --workers N every worker process binds the gRPC port too, with SO_REUSEPORT, and the kernel
+spreads connections over them as it does for HTTP's shared socket. One process alone binds
+without it, so a second server on the same port fails to start instead of silently sharing.
+"""
+
+import asyncio
+import logging
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from service.access import KeyRules
+from service.dataplane import DataPlane
+from service.grpc.protocol import SERVICE, SERVICE_NAME, pb
+from service.grpc.servicer import InferenceServicer, Malformed
+from service.protocol.v2_codec import Limits
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_READY_POLL_S = 0.2
+
+
+class GrpcServer:
+    def __init__(self, settings: Settings, dataplane: DataPlane, limits: Limits):
+        self.settings = settings
+        self.dataplane = dataplane
+        options = [
+            # The HTTP body limit, for a message; beyond it grpc answers RESOURCE_EXHAUSTED.
+            ("grpc.max_receive_message_length", settings.max_request_bytes),
+            ("grpc.max_send_message_length", -1),
+            ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
+        ]
+        self.server = grpc.aio.server(options=options)
+        servicer = InferenceServicer(
+            dataplane, KeyRules.from_settings(settings), limits, settings.request_timeout_s, settings.access_log
+        )
+        self.server.add_generic_rpc_handlers((_handlers(servicer),))
+        self.health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
+        self.address = f"{_host(settings.host)}:{settings.grpc_port}"
+        self._watch: asyncio.Task | None = None
+        self._stopping: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        if self.server.add_insecure_port(self.address) == 0:
+            raise RuntimeError(f"gRPC could not listen on {self.address}")
+        await self._serving(False)
+        await self.server.start()
+        self._watch = asyncio.create_task(self._serve_once_ready())
+        log.info("gRPC listening on %s", self.address)
+
+    def begin_stop(self, grace_s: float) -> None:
+        """Refuse new calls from now on and give those in flight `grace_s`: called when the
+        shutdown signal arrives, so gRPC drains while HTTP does."""
+        if self._stopping is None:
+            if self._watch is not None:
+                self._watch.cancel()
+            self._stopping = asyncio.ensure_future(self._stop(grace_s))
+
+    async def stop(self, grace_s: float) -> None:
+        """Drain (from the signal on, if it began then) and wait until done."""
+        self.begin_stop(grace_s)
+        await self._stopping
+
+    async def _stop(self, grace_s: float) -> None:
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace_s)
+
+    async def _serve_once_ready(self) -> None:
+        # The health service says SERVING once every model has loaded or failed, as /v2/health/ready.
+        while not self.dataplane.ready():
+            await asyncio.sleep(_READY_POLL_S)
+        await self._serving(True)
+
+    async def _serving(self, ready: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if ready else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, status)
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def _handlers(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
+    """The service's method handlers, built from its descriptor with a deserializer that turns
+    bytes which are not the message into `Malformed`, so they get INVALID_ARGUMENT and a
+    message rather than grpc's bare INTERNAL."""
+    handlers = {}
+    for method in SERVICE.methods:
+        implementation = getattr(servicer, method.name, None)
+        if implementation is None:
+            continue  # not served: grpc answers UNIMPLEMENTED
+        request_class = getattr(pb, method.input_type.name)
+        make = grpc.stream_stream_rpc_method_handler if method.client_streaming else grpc.unary_unary_rpc_method_handler
+        handlers[method.name] = make(
+            implementation,
+            request_deserializer=lenient_parser(request_class),
+            response_serializer=_serialize,
+        )
+    return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
+
+
+def _serialize(message) -> bytes:
+    return message.SerializeToString()
+
+
+def lenient_parser(message_class):
+    def parse(data: bytes):
+        try:
+            return message_class.FromString(data)
+        except Exception as exc:  # noqa: BLE001  (protobuf's DecodeError, or RuntimeWarning-ish faults)
+            return Malformed(str(exc) or type(exc).__name__)
+
+    return parse
