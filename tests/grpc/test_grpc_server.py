@@ -224,8 +224,9 @@ def test_statistics_and_repository_match_http(client, http, url):
 def test_errors_are_status_codes_with_the_http_messages(client, url):
     with pytest.raises(InferenceServerException) as missing:
         client.get_model_metadata("nope")
-    assert missing.value.status() == "StatusCode.NOT_FOUND" and "unknown model 'nope'" in missing.value.message()
-    assert httpx.get(f"{url}/v2/models/nope").json()["error"] == "unknown model 'nope'"
+    http_missing = httpx.get(f"{url}/v2/models/nope").json()["error"]
+    assert http_missing.startswith("unknown model 'nope'; the models are: ")
+    assert missing.value.status() == "StatusCode.NOT_FOUND" and missing.value.message() == http_missing
     with pytest.raises(InferenceServerException) as version:
         client.get_model_metadata("versioned", "9")
     assert version.value.status() == "StatusCode.NOT_FOUND"
