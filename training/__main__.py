@@ -45,7 +45,7 @@ MODELS = {
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.split("\n")[0])
-    parser.add_argument("model", choices=[*MODELS, "all"])
+    parser.add_argument("model", nargs="+", choices=[*MODELS, "all"], help="one or more models, or all")
     parser.add_argument("--output", type=Path, default=Path("models"),
                         help="the model repository root (default: models)")
     parser.add_argument("--version", type=int, default=None,
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
-    names = list(MODELS) if args.model == "all" else [args.model]
+    names = list(MODELS) if "all" in args.model else list(dict.fromkeys(args.model))
     start = time.time()
     for name in names:
         module, config = MODELS[name]
