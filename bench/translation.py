@@ -1,17 +1,21 @@
 """Translations/s, tokens/s, time to first token and inter-token latency with N concurrent
-streams, with in-flight batching (decoder steps of concurrent sequences share executions) and
-without it (max_batch_size 0: each sequence runs its own decoder calls).
+streams, all with in-flight batching (the running greedy sequences are rows of one decoder call
+per step), with the key/value-cache decoder step (decoder_cached.onnx) and without it (the
+full-prefix decoder.onnx over the padded prefix). "× one at a time" compares each row with
+1 concurrent of the same decoder.
 
     .venv/bin/python bench/translation.py [--seconds 15] [--concurrency 1,4,16,64] [--json FILE]
 
 Each of N clients streams translations back to back (closed loop) over generate_stream,
-English numbers drawn with a fixed seed. The clients are Python (httpx) on the same machine as
-the server, so at high concurrency they take CPU from it: the numbers are a floor.
+English numbers drawn with a fixed seed. The server is pinned to one core (`taskset -c
+--server-cpus`, default 0) and the Python (httpx) clients to the others (`--client-cpus`,
+default 1), so the clients' own work does not take the server's CPU.
 """
 
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -26,8 +30,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from run import _modelserve, _Server  # the bench's own server starter
 
 MODEL = "en-fr-numbers"
-CONFIGS = {"in-flight batching": "max_batch_size: 64\nmax_queue_delay_ms: 0\n",
-           "one sequence per execution": "max_batch_size: 0\n"}
+CONFIGS = ("KV cache", "no cache")  # the version as committed; without decoder_cached.onnx
 
 
 def texts(count: int = 500, seed: int = 0) -> list[str]:
@@ -85,15 +88,21 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--concurrency", default="1,4,16,64")
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--server-cpus", default="0", help="taskset -c list for the server")
+    parser.add_argument("--client-cpus", default="1", help="CPU list for the clients (this process)")
+    parser.add_argument("--configs", default=",".join(CONFIGS), help="which of: " + ", ".join(CONFIGS))
     args = parser.parse_args()
+    os.sched_setaffinity(0, _cpus(args.client_cpus))
     inputs = texts()
     rows = []
     with tempfile.TemporaryDirectory() as folder:
-        for label, config in CONFIGS.items():
+        for label in args.configs.split(","):
             repo = Path(folder) / label.replace(" ", "-")
             shutil.copytree(args.model, repo / MODEL)
-            (repo / MODEL / "config.yaml").write_text(config)
-            with _Server(_modelserve(repo, 1)) as url:
+            if label == "no cache":  # the stepper then runs the full-prefix decoder.onnx
+                version = repo / MODEL / "1" / "config.yaml"
+                version.write_text(version.read_text().replace(", decoder_cached: decoder_cached.onnx", ""))
+            with _Server(["taskset", "-c", args.server_cpus, *_modelserve(repo, 1)]) as url:
                 for c in (int(c) for c in args.concurrency.split(",")):
                     row = {"config": label, **asyncio.run(measure(url, c, args.seconds, inputs))}
                     print(row, flush=True)
@@ -103,16 +112,25 @@ def main() -> None:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")
 
 
+def _cpus(spec: str) -> set[int]:
+    """A taskset-style CPU list ("1", "1-3", "0,2") as a set."""
+    out = set()
+    for part in spec.split(","):
+        first, _, last = part.partition("-")
+        out.update(range(int(first), int(last or first) + 1))
+    return out
+
+
 def print_table(rows: list[dict]) -> None:
-    solo = next(r for r in rows if r["config"] == "in-flight batching" and r["concurrency"] == 1)
+    solo = {r["config"]: r for r in rows if r["concurrency"] == 1}
     print("\n| decoding | concurrent | translations/s | × one at a time | tokens/s | TTFT p50 / p99 ms "
           "| TTFT × alone | inter-token p50 / p99 ms |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['config']} | {r['concurrency']} | {r['sequences_per_s']:.1f} "
-              f"| {r['sequences_per_s'] / solo['sequences_per_s']:.2f} | {r['tokens_per_s']:.0f} "
+              f"| {r['sequences_per_s'] / solo[r['config']]['sequences_per_s']:.2f} | {r['tokens_per_s']:.0f} "
               f"| {r['ttft_ms_p50']} / {r['ttft_ms_p99']} "
-              f"| {r['ttft_ms_p50'] / solo['ttft_ms_p50']:.2f} "
+              f"| {r['ttft_ms_p50'] / solo[r['config']]['ttft_ms_p50']:.2f} "
               f"| {r['itl_ms_p50']} / {r['itl_ms_p99']} |")
 
 

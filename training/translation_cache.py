@@ -48,7 +48,7 @@ class CachedStep(nn.Module):
 
     def forward(self, token, position, memory, source, past):
         dec = self.decoder
-        b, slots = token.shape[0], past.shape[3]
+        slots = past.shape[3]
         here = torch.arange(slots, device=token.device)[None] == position[:, None]  # (B, P)
         write = here[:, :, None].to(past.dtype)  # (B, P, 1): 1 at this step's slot
         blocked = (torch.arange(slots, device=token.device)[None] > position[:, None])[:, None, None, :]
@@ -196,6 +196,26 @@ def cost(vdir: Path, s_max: int) -> dict:
     return out
 
 
+def add_cache(decoder: Decoder, vdir: Path, seed: int, s_max: int) -> tuple[dict, dict]:
+    """Export decoder_cached.onnx beside decoder.onnx, name it in the version's config.yaml;
+    its parity errors and the card's decoder_cache section."""
+    errors = export_cached(decoder, vdir, seed, s_max)
+    config_path = vdir / "config.yaml"
+    if "decoder_cached" not in yaml.safe_load(config_path.read_text(encoding="utf-8"))["graphs"]:
+        text = config_path.read_text(encoding="utf-8")  # a line edit keeps the file's layout
+        line = next(x for x in text.splitlines() if x.startswith("graphs:"))
+        config_path.write_text(text.replace(line, line.rstrip("}") + ", decoder_cached: decoder_cached.onnx}"),
+                               encoding="utf-8")
+        if yaml.safe_load(config_path.read_text(encoding="utf-8"))["graphs"].get("decoder_cached") is None:
+            raise ValueError(f"could not add decoder_cached to {config_path}")
+    return errors, {
+        "command": "python -m training.translation_cache",
+        "cost_ms": cost(vdir, s_max),
+        "served": "decoder_cached.onnx for greedy and sampled decoding; decoder.onnx (full prefix) "
+                  "for beam search, whose beams are reordered every step",
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m training.translation_cache",
                                      description=__doc__.split("\n")[0])
@@ -210,24 +230,9 @@ def main(argv: list[str] | None = None) -> None:
     config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
     s_max = config["max_input_tokens"]
     decoder = decoder_from_onnx(vdir / "decoder.onnx", cfg)
-    torch.manual_seed(cfg.seed)
     rebuilt = _rebuilt_parity(decoder, vdir, s_max, cfg.seed)
-    errors = export_cached(decoder, vdir, cfg.seed, s_max)
-    if "decoder_cached" not in config["graphs"]:  # a line edit keeps the file's layout
-        text = config_path.read_text(encoding="utf-8")
-        line = next(x for x in text.splitlines() if x.startswith("graphs:"))
-        config_path.write_text(text.replace(line, line.rstrip("}") + ", decoder_cached: decoder_cached.onnx}"),
-                               encoding="utf-8")
-        if yaml.safe_load(config_path.read_text(encoding="utf-8"))["graphs"].get("decoder_cached") is None:
-            raise ValueError(f"could not add decoder_cached to {config_path}")
-    card["parity"]["decoder_cached.onnx"] = errors
-    card["decoder_cache"] = {
-        "command": "python -m training.translation_cache",
-        "rebuilt_from_decoder_onnx_max_abs_error": rebuilt,
-        "cost_ms": cost(vdir, s_max),
-        "served": "decoder_cached.onnx for greedy and sampled decoding; decoder.onnx (full prefix) "
-                  "for beam search, whose beams are reordered every step",
-    }
+    card["parity"]["decoder_cached.onnx"], card["decoder_cache"] = add_cache(decoder, vdir, cfg.seed, s_max)
+    card["decoder_cache"]["rebuilt_from_decoder_onnx_max_abs_error"] = rebuilt
     card_path.write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(card["decoder_cache"], indent=1))
 
