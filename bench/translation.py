@@ -22,7 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 from num2words import num2words
 
@@ -39,38 +38,59 @@ def texts(count: int = 500, seed: int = 0) -> list[str]:
 
 
 async def client(url: str, inputs: list[str], offset: int, until: float, out: dict) -> None:
-    async with httpx.AsyncClient(timeout=120) as http:
+    """One closed-loop client on one keep-alive connection. HTTP/1.1 by hand (a request, then
+    the chunked event stream): httpx and a JSON parse per event cost the client more CPU than
+    the server spends per token, and the clients would be what is measured."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
         i = offset
         while time.perf_counter() < until:
-            body = {"text_input": inputs[i % len(inputs)]}
+            body = json.dumps({"text_input": inputs[i % len(inputs)]}).encode()
             i += 1
+            writer.write(f"POST /v2/models/{MODEL}/generate_stream HTTP/1.1\r\nHost: {host}\r\n"
+                         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+                         .encode() + body)
             last = time.perf_counter()  # the request's start, then each token's arrival
             tokens = 0
-            async with http.stream("POST", f"{url}/v2/models/{MODEL}/generate_stream", json=body) as r:
-                async for line in r.aiter_lines():
-                    if not line.startswith("data: "):
-                        continue
-                    now = time.perf_counter()
-                    event = json.loads(line[6:])
-                    if "index" in event:
+            head = await reader.readuntil(b"\r\n\r\n")
+            if not head.startswith(b"HTTP/1.1 200") or b"chunked" not in head.lower():
+                raise RuntimeError(f"unexpected response {head[:200]!r}")
+            while True:  # chunks: size line, data, CRLF; a zero size ends the response
+                size = int((await reader.readuntil(b"\r\n"))[:-2], 16)
+                chunk = await reader.readexactly(size + 2)
+                if size == 0:
+                    break
+                now = time.perf_counter()
+                for event in chunk.split(b"\n\n"):
+                    if event.endswith(b'"event":"done"}'):
+                        out["sequences"] += 1
+                        out["tokens"] += tokens
+                    elif b'"index":' in event:
                         (out["ttft"] if tokens == 0 else out["itl"]).append(now - last)
                         tokens += 1
                         last = now
-                    elif event.get("event") == "done":
-                        out["sequences"] += 1
-                        out["tokens"] += tokens
-                    else:
-                        raise RuntimeError(f"unexpected event {event}")
+                    elif event.strip():
+                        raise RuntimeError(f"unexpected event {event[:200]!r}")
+    finally:
+        writer.close()
 
 
-async def measure(url: str, concurrency: int, seconds: float, inputs: list[str]) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def measure(url: str, concurrency: int, seconds: float, inputs: list[str], pid: int) -> dict:
     out = {"ttft": [], "itl": [], "sequences": 0, "tokens": 0}
     await asyncio.gather(*(client(url, inputs, 0, time.perf_counter() + 1.0, {
         "ttft": [], "itl": [], "sequences": 0, "tokens": 0}) for _ in range(min(concurrency, 4))))
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_seconds(pid)
     until = started + seconds
     await asyncio.gather(*(client(url, inputs, k * 37, until, out) for k in range(concurrency)))
     elapsed = time.perf_counter() - started
+    cpu = cpu_seconds(pid) - cpu
 
     def ms(values, q):
         return round(float(np.percentile(values, q)) * 1e3, 2) if values else None
@@ -78,6 +98,10 @@ async def measure(url: str, concurrency: int, seconds: float, inputs: list[str])
     return {"concurrency": concurrency, "seconds": round(elapsed, 1),
             "sequences_per_s": round(out["sequences"] / elapsed, 2),
             "tokens_per_s": round(out["tokens"] / elapsed, 1),
+            # The server's own CPU per translation: what batching saves, whatever share of
+            # its core the machine's other jobs leave it.
+            "server_cpu_ms_per_sequence": round(cpu / max(out["sequences"], 1) * 1e3, 2),
+            "server_cpu_share": round(cpu / elapsed, 2),
             "ttft_ms_p50": ms(out["ttft"], 50), "ttft_ms_p99": ms(out["ttft"], 99),
             "itl_ms_p50": ms(out["itl"], 50), "itl_ms_p99": ms(out["itl"], 99)}
 
@@ -102,9 +126,11 @@ def main() -> None:
             if label == "no cache":  # the stepper then runs the full-prefix decoder.onnx
                 version = repo / MODEL / "1" / "config.yaml"
                 version.write_text(version.read_text().replace(", decoder_cached: decoder_cached.onnx", ""))
-            with _Server(["taskset", "-c", args.server_cpus, *_modelserve(repo, 1)]) as url:
+            server = _Server(["taskset", "-c", args.server_cpus, *_modelserve(repo, 1)])
+            with server as url:  # taskset execs the server: its pid is the server's
                 for c in (int(c) for c in args.concurrency.split(",")):
-                    row = {"config": label, **asyncio.run(measure(url, c, args.seconds, inputs))}
+                    row = {"config": label, **asyncio.run(measure(url, c, args.seconds, inputs,
+                                                                  server.process.pid))}
                     print(row, flush=True)
                     rows.append(row)
     print_table(rows)
@@ -124,14 +150,15 @@ def _cpus(spec: str) -> set[int]:
 def print_table(rows: list[dict]) -> None:
     solo = {r["config"]: r for r in rows if r["concurrency"] == 1}
     print("\n| decoding | concurrent | translations/s | × one at a time | tokens/s | TTFT p50 / p99 ms "
-          "| TTFT × alone | inter-token p50 / p99 ms |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+          "| TTFT × alone | inter-token p50 / p99 ms | server CPU ms / translation | server's share of its core |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['config']} | {r['concurrency']} | {r['sequences_per_s']:.1f} "
               f"| {r['sequences_per_s'] / solo[r['config']]['sequences_per_s']:.2f} | {r['tokens_per_s']:.0f} "
               f"| {r['ttft_ms_p50']} / {r['ttft_ms_p99']} "
               f"| {r['ttft_ms_p50'] / solo[r['config']]['ttft_ms_p50']:.2f} "
-              f"| {r['itl_ms_p50']} / {r['itl_ms_p99']} |")
+              f"| {r['itl_ms_p50']} / {r['itl_ms_p99']} | {r['server_cpu_ms_per_sequence']} "
+              f"| {r['server_cpu_share']:.0%} |")
 
 
 if __name__ == "__main__":
