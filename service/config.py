@@ -30,7 +30,7 @@ TASK_GRAPHS: dict[str, dict[str, str]] = {
     "node-classification": {"model": "model.onnx"},
 }
 # Graphs a task uses when a version has them, and does without otherwise.
-OPTIONAL_GRAPHS: dict[str, set[str]] = {"translation": {"decoder_cached"}}  # a key/value-cache step
+OPTIONAL_GRAPHS: dict[str, set[str]] = {"translation": {"decoder_cached", "cross_kv"}}  # key/value cache
 
 
 class ConfigError(Exception):

@@ -241,8 +241,8 @@ def main(cfg: Config, output: Path, version: int | None = None, quick: bool = Fa
     body["steps_run"] = len(curves["cross-entropy"])
     from training.translation_cache import add_cache  # it builds on this module's classes
 
-    body["parity"]["decoder_cached.onnx"], body["decoder_cache"] = add_cache(
-        decoder, vdir, cfg.seed, data.max_source)
+    errors, body["decoder_cache"] = add_cache(encoder, decoder, vdir, cfg.seed, data.max_source)
+    body["parity"].update(errors)
     body["decoder_cache"]["command"] = body["argv"]
     body["training_machine"] = (f"2 CPU cores shared with ~7 other engineers' jobs (torch threads "
                                 f"{torch.get_num_threads()}, nice 5): wall-clock time, several "

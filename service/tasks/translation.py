@@ -2,7 +2,7 @@
 
 Greedy and sampled sequences are rows of one Stepper (translation_steps.py): each step is one
 decoder call over every running sequence, with a key/value cache when the version has
-decoder_cached.onnx, so concurrent sequences share executions step by step (in-flight
+decoder_cached.onnx (and cross_kv.onnx, the encoder with the cross-attention keys and values), so concurrent sequences share executions step by step (in-flight
 batching): a new sequence joins at the next step, a finished one leaves at once. Beam search
 runs service/sampling/decoding.py's loop over the full-prefix decoder, through its batcher.
 Sources (and prefixes) are padded to the config's fixed lengths, so sequences at any position,
@@ -128,9 +128,13 @@ class TranslationModel(ServedModel):
         self.max_output_tokens = config.max_output_tokens
         self.positions = config.max_output_tokens + 1  # BOS + every output token
         self.max_beam_width = config.max_beam_width
-        cached = graphs.get("decoder_cached")
+        cached, self.cross_kv = graphs.get("decoder_cached"), graphs.get("cross_kv")
+        if (cached is None) != (self.cross_kv is None):
+            raise ValueError("decoder_cached and cross_kv go together: the cached step reads the "
+                             "cross-attention keys and values that cross_kv computes")
         if cached is not None:
             positional.check(cached, "decoder_cached", inputs=5, outputs=3)
+            positional.check(self.cross_kv, "cross_kv", inputs=1, outputs=1)
             slots = cached.graph.inputs[4].shape
             if len(slots) != 5 or slots[3] < self.positions:
                 raise ValueError(f"decoder_cached's past must be (batch, layers, 2, positions, D) with "
@@ -183,19 +187,21 @@ class TranslationModel(ServedModel):
         running = metrics.RUNNING_SEQUENCES.labels(*self._labels)
         running.inc()
         try:
-            memory = (await positional.run(self.encoder, source))[0]  # (1, S, D)
+            beam = plan.params.beam_width > 1
+            first = self.encoder if beam or self.cross_kv is None else self.cross_kv
+            context = (await positional.run(first, source))[0]  # memory, or cross keys/values
             clock = _TokenClock(self._labels, plan.arrived)
-            steps = self._beam if plan.params.beam_width > 1 else self._stepped
-            async for event in steps(plan, memory, source, clock, words):
+            steps = self._beam if beam else self._stepped
+            async for event in steps(plan, context, source, clock, words):
                 yield event
         finally:
             running.dec()
 
-    async def _stepped(self, plan: Plan, memory, source, clock, words):
+    async def _stepped(self, plan: Plan, context, source, clock, words):
         """Greedy or sampled: the sequence is a row of the stepper's batch, step by step."""
         p = plan.params
         n_source = len(plan.source)
-        seq = self.stepper.add(Sequence(memory, source, plan.max_tokens, p.temperature, p.top_k,
+        seq = self.stepper.add(Sequence(context, source, plan.max_tokens, p.temperature, p.top_k,
                                         p.top_p, plan.seed))
         stops = [p.stop] if isinstance(p.stop, str) else (p.stop or [])
         chosen: list[int] = []

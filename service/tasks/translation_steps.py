@@ -1,7 +1,7 @@
 """In-flight batching of greedy and sampled translations: one decoder call per step for them all.
 
 A Stepper holds the running sequences of one model version as rows of numpy arrays (the last
-token, the position, the encoder memory, the source, and the key/value cache or the padded
+token, the position, the source's context, the source, and the key/value cache or the padded
 prefix) and runs one loop: each step is ONE call of the decoder graph over every row, a
 vectorised choice of the next tokens (log-softmax and argmax over all rows; only sampled rows
 draw one by one, each from its own seeded generator), and one hand-over per sequence. A new
@@ -9,9 +9,11 @@ sequence joins at the next step; a finished, stopped or abandoned one leaves bef
 per-step cost of the bookkeeping is a few numpy operations over all rows, not a future, a
 padded prefix and a batcher round trip per sequence.
 
-With a cached graph (decoder_cached.onnx: token, position, memory, source, past -> logits,
-attention, present) a step feeds each row's newest token and its cache; without one, the
-full-prefix graph gets the stepper's own (rows, P) prefix array, written in place. Either way
+With a cached graph (decoder_cached.onnx: token, position, cross, source, past -> logits,
+attention, present; the context is cross_kv.onnx's cross-attention keys and values, computed
+once per sequence) a step feeds each row's newest token and its cache; without one, the
+full-prefix graph gets the encoder's memory as context and the stepper's own (rows, P) prefix
+array, written in place. Either way
 rows at different positions share a call: the graphs mask what lies after each row's position,
 so every row's result is what it would be alone.
 """
@@ -41,7 +43,7 @@ class Step:
 class Sequence:
     """One running sequence: the stepper appends its Steps; its stream awaits them."""
 
-    memory: np.ndarray  # (1, S, D)
+    context: np.ndarray  # (1, S, D) the encoder's memory, or (1, L, 2, S, D) cross keys/values
     source: np.ndarray  # (1, S)
     max_tokens: int
     temperature: float
@@ -101,10 +103,10 @@ class Stepper:
             try:
                 if self.cached:
                     logits, attention, present = (await positional.run(
-                        self.decoder, a["token"], a["position"], a["memory"], a["source"], a["past"]))[:3]
+                        self.decoder, a["token"], a["position"], a["context"], a["source"], a["past"]))[:3]
                 else:
                     logits, attention = (await positional.run(
-                        self.decoder, a["prefix"], a["position"], a["memory"], a["source"]))[:2]
+                        self.decoder, a["prefix"], a["position"], a["context"], a["source"]))[:2]
             except BaseException as exc:  # every sequence of the call learns it; the loop ends
                 for seq in [*self._rows, *self._joining]:
                     seq._push(None, exc if isinstance(exc, Exception) else RuntimeError("decoding stopped"))
@@ -130,7 +132,7 @@ class Stepper:
         new = {
             "token": np.full(n, self.bos, dtype=np.int64),
             "position": np.zeros(n, dtype=np.int64),
-            "memory": np.concatenate([s.memory for s in joining]),
+            "context": np.concatenate([s.context for s in joining]),
             "source": np.concatenate([s.source for s in joining]),
             "steps": np.zeros(n, dtype=np.int64),
             "max_tokens": np.array([s.max_tokens for s in joining], dtype=np.int64),

@@ -157,14 +157,16 @@ def test_token_metrics(url):
 
 @pytest.fixture(scope="module")
 def url_without_cache(module_server, tmp_path_factory) -> str:
-    """The same version without decoder_cached.onnx: the stepper runs the full-prefix graph."""
+    """The same version without decoder_cached.onnx and cross_kv.onnx: the stepper runs the
+    full-prefix graph."""
     repo = tmp_path_factory.mktemp("nocache") / "models"
     shutil.copytree(TRAINED, repo / MODEL)
     version = repo / MODEL / "1" / "config.yaml"
     text = version.read_text(encoding="utf-8")
-    assert ", decoder_cached: decoder_cached.onnx" in text
-    version.write_text(text.replace(", decoder_cached: decoder_cached.onnx", ""), encoding="utf-8")
+    assert ", cross_kv: cross_kv.onnx, decoder_cached: decoder_cached.onnx" in text
+    version.write_text(text.replace(", cross_kv: cross_kv.onnx, decoder_cached: decoder_cached.onnx", ""), encoding="utf-8")
     (repo / MODEL / "1" / "decoder_cached.onnx").unlink()
+    (repo / MODEL / "1" / "cross_kv.onnx").unlink()
     return module_server(repo)
 
 

@@ -106,8 +106,8 @@ def test_the_services_decoding_loop_gives_the_same_greedy_tokens(model):
 
 
 def test_the_cached_decoder_step_gives_the_full_prefix_greedy_tokens(model):
-    """decoder_cached.onnx, fed each row's newest token and its key/value cache (rows at
-    different positions once some have finished), chooses what decoder.onnx chooses."""
+    """decoder_cached.onnx, fed each row's newest token, its key/value cache and cross_kv.onnx's
+    keys and values of its source (rows leave as they finish), chooses what decoder.onnx chooses."""
     config, card, sessions = model
     numbers = held_out(card["seed"])[::10]  # 500 held-out numbers
     source = sources(config, numbers)
@@ -115,7 +115,7 @@ def test_the_cached_decoder_step_gives_the_full_prefix_greedy_tokens(model):
     special = config["special_tokens"]
     cached = sessions["decoder_cached"]
     past_shape = [d for d in cached.get_inputs()[4].shape[1:]]
-    memory = sessions["encoder"].run(None, {"source": source})[0]
+    cross = sessions["cross_kv"].run(None, {"source": source})[0]
     n = len(source)
     rows = np.arange(n)  # the live rows: finished ones leave, as in the service
     token = np.full(n, special["bos"], dtype=np.int64)
@@ -123,7 +123,7 @@ def test_the_cached_decoder_step_gives_the_full_prefix_greedy_tokens(model):
     past = np.zeros((n, *past_shape), dtype=np.float32)
     got: list[list[int]] = [[] for _ in range(n)]
     for _ in range(config["max_output_tokens"]):
-        logits, _, past = cached.run(None, {"token": token, "position": position, "memory": memory[rows],
+        logits, _, past = cached.run(None, {"token": token, "position": position, "cross": cross[rows],
                                             "source": source[rows], "past": past})
         choice = logits.argmax(-1)
         live = choice != special["eos"]
