@@ -40,6 +40,11 @@ from training.translation import Config, Decoder, DecoderStep, Encoder
 from training.translation_export import EXAMPLE_BATCH, _export
 
 PAD = 0
+DECISION = ("with the cache: a step feeds one position per row instead of the padded prefix of 21, "
+            "and the rows' cross-attention keys and values are computed once per sequence; the "
+            "service uses it for greedy and sampled decoding (one stepper call per step for every "
+            "running sequence), where it cut a 16-row step about 3.5x and a 64-row step about 4x "
+            "(cost_ms). Beam search keeps the full-prefix step: its beams are reordered every step.")
 
 
 class CachedStep(nn.Module):
@@ -245,6 +250,7 @@ def add_cache(encoder: Encoder, decoder: Decoder, vdir: Path, seed: int, s_max: 
     return errors, {
         "command": "python -m training.translation_cache",
         "cost_ms": cost(vdir, s_max),
+        "decision": DECISION,
         "served": "cross_kv.onnx then decoder_cached.onnx for greedy and sampled decoding; "
                   "encoder.onnx then decoder.onnx (full prefix) for beam search, whose beams are "
                   "reordered every step",
