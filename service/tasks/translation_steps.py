@@ -102,11 +102,12 @@ class Stepper:
             a = self._arrays
             try:
                 if self.cached:
-                    logits, attention, present = (await positional.run(
+                    logits, attention, a["past"] = (await positional.run(
                         self.decoder, a["token"], a["position"], a["context"], a["source"], a["past"]))[:3]
                 else:
                     logits, attention = (await positional.run(
                         self.decoder, a["prefix"], a["position"], a["context"], a["source"]))[:2]
+                self._choose(logits, attention)
             except BaseException as exc:  # every sequence of the call learns it; the loop ends
                 for seq in [*self._rows, *self._joining]:
                     seq._push(None, exc if isinstance(exc, Exception) else RuntimeError("decoding stopped"))
@@ -114,9 +115,6 @@ class Stepper:
                 if not isinstance(exc, Exception):
                     raise
                 return
-            if self.cached:
-                a["past"] = present
-            self._choose(logits, attention)
 
     def _admit(self) -> None:
         """Drop the rows whose streams left; append the sequences that joined."""
