@@ -189,3 +189,15 @@ def test_a_stop_string_ends_the_sequence_and_it_leaves_the_batch(url):
     long = by_text[TEXTS[1]]
     assert long["text_output"].endswith("mille") and long["finish_reason"] == "stop"
     assert metric(url, "modelserve_running_sequences") == 0
+
+
+def test_the_cached_step_without_cross_kv_is_a_load_error_naming_both(module_server, tmp_path_factory):
+    repo = tmp_path_factory.mktemp("halfcache") / "models"
+    shutil.copytree(TRAINED, repo / MODEL)
+    version = repo / MODEL / "1" / "config.yaml"
+    version.write_text(version.read_text(encoding="utf-8").replace(" cross_kv: cross_kv.onnx,", ""),
+                       encoding="utf-8")
+    url = module_server(repo)
+    response = httpx.post(f"{url}/v2/models/{MODEL}/generate", json={"text_input": "six"})
+    assert response.status_code == 503
+    assert "decoder_cached and cross_kv go together" in response.json()["error"]
