@@ -1,24 +1,27 @@
 """Translations/s, tokens/s, time to first token and inter-token latency with N concurrent
-streams, with in-flight batching (decoder steps of concurrent sequences share executions) and
-without it (max_batch_size 0: each sequence runs its own decoder calls).
+streams, all with in-flight batching (the running greedy sequences are rows of one decoder call
+per step), with the key/value-cache decoder step (decoder_cached.onnx) and without it (the
+full-prefix decoder.onnx over the padded prefix). "× one at a time" compares each row with
+1 concurrent of the same decoder.
 
     .venv/bin/python bench/translation.py [--seconds 15] [--concurrency 1,4,16,64] [--json FILE]
 
 Each of N clients streams translations back to back (closed loop) over generate_stream,
-English numbers drawn with a fixed seed. The clients are Python (httpx) on the same machine as
-the server, so at high concurrency they take CPU from it: the numbers are a floor.
+English numbers drawn with a fixed seed. The server is pinned to one core (`taskset -c
+--server-cpus`, default 0) and the Python (httpx) clients to the others (`--client-cpus`,
+default 1), so the clients' own work does not take the server's CPU.
 """
 
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 from num2words import num2words
 
@@ -26,8 +29,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from run import _modelserve, _Server  # the bench's own server starter
 
 MODEL = "en-fr-numbers"
-CONFIGS = {"in-flight batching": "max_batch_size: 64\nmax_queue_delay_ms: 0\n",
-           "one sequence per execution": "max_batch_size: 0\n"}
+CONFIGS = ("KV cache", "no cache")  # the version as committed; without cross_kv and decoder_cached
 
 
 def texts(count: int = 500, seed: int = 0) -> list[str]:
@@ -36,38 +38,59 @@ def texts(count: int = 500, seed: int = 0) -> list[str]:
 
 
 async def client(url: str, inputs: list[str], offset: int, until: float, out: dict) -> None:
-    async with httpx.AsyncClient(timeout=120) as http:
+    """One closed-loop client on one keep-alive connection. HTTP/1.1 by hand (a request, then
+    the chunked event stream): httpx and a JSON parse per event cost the client more CPU than
+    the server spends per token, and the clients would be what is measured."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
         i = offset
         while time.perf_counter() < until:
-            body = {"text_input": inputs[i % len(inputs)]}
+            body = json.dumps({"text_input": inputs[i % len(inputs)]}).encode()
             i += 1
+            writer.write(f"POST /v2/models/{MODEL}/generate_stream HTTP/1.1\r\nHost: {host}\r\n"
+                         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+                         .encode() + body)
             last = time.perf_counter()  # the request's start, then each token's arrival
             tokens = 0
-            async with http.stream("POST", f"{url}/v2/models/{MODEL}/generate_stream", json=body) as r:
-                async for line in r.aiter_lines():
-                    if not line.startswith("data: "):
-                        continue
-                    now = time.perf_counter()
-                    event = json.loads(line[6:])
-                    if "index" in event:
+            head = await reader.readuntil(b"\r\n\r\n")
+            if not head.startswith(b"HTTP/1.1 200") or b"chunked" not in head.lower():
+                raise RuntimeError(f"unexpected response {head[:200]!r}")
+            while True:  # chunks: size line, data, CRLF; a zero size ends the response
+                size = int((await reader.readuntil(b"\r\n"))[:-2], 16)
+                chunk = await reader.readexactly(size + 2)
+                if size == 0:
+                    break
+                now = time.perf_counter()
+                for event in chunk.split(b"\n\n"):
+                    if event.endswith(b'"event":"done"}'):
+                        out["sequences"] += 1
+                        out["tokens"] += tokens
+                    elif b'"index":' in event:
                         (out["ttft"] if tokens == 0 else out["itl"]).append(now - last)
                         tokens += 1
                         last = now
-                    elif event.get("event") == "done":
-                        out["sequences"] += 1
-                        out["tokens"] += tokens
-                    else:
-                        raise RuntimeError(f"unexpected event {event}")
+                    elif event.strip():
+                        raise RuntimeError(f"unexpected event {event[:200]!r}")
+    finally:
+        writer.close()
 
 
-async def measure(url: str, concurrency: int, seconds: float, inputs: list[str]) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def measure(url: str, concurrency: int, seconds: float, inputs: list[str], pid: int) -> dict:
     out = {"ttft": [], "itl": [], "sequences": 0, "tokens": 0}
     await asyncio.gather(*(client(url, inputs, 0, time.perf_counter() + 1.0, {
         "ttft": [], "itl": [], "sequences": 0, "tokens": 0}) for _ in range(min(concurrency, 4))))
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_seconds(pid)
     until = started + seconds
     await asyncio.gather(*(client(url, inputs, k * 37, until, out) for k in range(concurrency)))
     elapsed = time.perf_counter() - started
+    cpu = cpu_seconds(pid) - cpu
 
     def ms(values, q):
         return round(float(np.percentile(values, q)) * 1e3, 2) if values else None
@@ -75,6 +98,10 @@ async def measure(url: str, concurrency: int, seconds: float, inputs: list[str])
     return {"concurrency": concurrency, "seconds": round(elapsed, 1),
             "sequences_per_s": round(out["sequences"] / elapsed, 2),
             "tokens_per_s": round(out["tokens"] / elapsed, 1),
+            # The server's own CPU per translation: what batching saves, whatever share of
+            # its core the machine's other jobs leave it.
+            "server_cpu_ms_per_sequence": round(cpu / max(out["sequences"], 1) * 1e3, 2),
+            "server_cpu_share": round(cpu / elapsed, 2),
             "ttft_ms_p50": ms(out["ttft"], 50), "ttft_ms_p99": ms(out["ttft"], 99),
             "itl_ms_p50": ms(out["itl"], 50), "itl_ms_p99": ms(out["itl"], 99)}
 
@@ -85,17 +112,25 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--concurrency", default="1,4,16,64")
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--server-cpus", default="0", help="taskset -c list for the server")
+    parser.add_argument("--client-cpus", default="1", help="CPU list for the clients (this process)")
+    parser.add_argument("--configs", default=",".join(CONFIGS), help="which of: " + ", ".join(CONFIGS))
     args = parser.parse_args()
+    os.sched_setaffinity(0, _cpus(args.client_cpus))
     inputs = texts()
     rows = []
     with tempfile.TemporaryDirectory() as folder:
-        for label, config in CONFIGS.items():
+        for label in args.configs.split(","):
             repo = Path(folder) / label.replace(" ", "-")
             shutil.copytree(args.model, repo / MODEL)
-            (repo / MODEL / "config.yaml").write_text(config)
-            with _Server(_modelserve(repo, 1)) as url:
+            if label == "no cache":  # the stepper then runs the full-prefix decoder.onnx
+                version = repo / MODEL / "1" / "config.yaml"
+                version.write_text(version.read_text().replace(", cross_kv: cross_kv.onnx, decoder_cached: decoder_cached.onnx", ""))
+            server = _Server(["taskset", "-c", args.server_cpus, *_modelserve(repo, 1)])
+            with server as url:  # taskset execs the server: its pid is the server's
                 for c in (int(c) for c in args.concurrency.split(",")):
-                    row = {"config": label, **asyncio.run(measure(url, c, args.seconds, inputs))}
+                    row = {"config": label, **asyncio.run(measure(url, c, args.seconds, inputs,
+                                                                  server.process.pid))}
                     print(row, flush=True)
                     rows.append(row)
     print_table(rows)
@@ -103,17 +138,29 @@ def main() -> None:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")
 
 
+def _cpus(spec: str) -> set[int]:
+    """A taskset-style CPU list ("1", "1-3", "0,2") as a set."""
+    out = set()
+    for part in spec.split(","):
+        first, _, last = part.partition("-")
+        out.update(range(int(first), int(last or first) + 1))
+    return out
+
+
 def print_table(rows: list[dict]) -> None:
-    solo = next(r for r in rows if r["config"] == "in-flight batching" and r["concurrency"] == 1)
+    solo = {r["config"]: r for r in rows if r["concurrency"] == 1}
     print("\n| decoding | concurrent | translations/s | × one at a time | tokens/s | TTFT p50 / p99 ms "
-          "| TTFT × alone | inter-token p50 / p99 ms |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+          "| TTFT × alone | inter-token p50 / p99 ms | server CPU ms / translation | server's share of its core |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
+        if r["config"] not in solo:  # no one-at-a-time row to compare with
+            continue
         print(f"| {r['config']} | {r['concurrency']} | {r['sequences_per_s']:.1f} "
-              f"| {r['sequences_per_s'] / solo['sequences_per_s']:.2f} | {r['tokens_per_s']:.0f} "
+              f"| {r['sequences_per_s'] / solo[r['config']]['sequences_per_s']:.2f} | {r['tokens_per_s']:.0f} "
               f"| {r['ttft_ms_p50']} / {r['ttft_ms_p99']} "
-              f"| {r['ttft_ms_p50'] / solo['ttft_ms_p50']:.2f} "
-              f"| {r['itl_ms_p50']} / {r['itl_ms_p99']} |")
+              f"| {r['ttft_ms_p50'] / solo[r['config']]['ttft_ms_p50']:.2f} "
+              f"| {r['itl_ms_p50']} / {r['itl_ms_p99']} | {r['server_cpu_ms_per_sequence']} "
+              f"| {r['server_cpu_share']:.0%} |")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ TASK_GRAPHS: dict[str, dict[str, str]] = {
     "translation": {"encoder": "encoder.onnx", "decoder": "decoder.onnx"},
     "node-classification": {"model": "model.onnx"},
 }
+# Graphs a task uses when a version has them, and does without otherwise.
+OPTIONAL_GRAPHS: dict[str, set[str]] = {"translation": {"decoder_cached", "cross_kv"}}  # key/value cache
 
 
 class ConfigError(Exception):
@@ -192,8 +194,10 @@ class ModelConfig(Strict):
     def _graph_roles_match_task(self) -> "ModelConfig":
         if self.graphs is not None:
             needed = set(TASK_GRAPHS[self.task])
-            if self.task != "generic" and set(self.graphs) != needed:
-                raise ValueError(f"task '{self.task}' needs graphs {sorted(needed)}")
+            optional = OPTIONAL_GRAPHS.get(self.task, set())
+            if self.task != "generic" and not needed <= set(self.graphs) <= needed | optional:
+                extra = f" (and may have {sorted(optional)})" if optional else ""
+                raise ValueError(f"task '{self.task}' needs graphs {sorted(needed)}{extra}")
             for role, file_name in self.graphs.items():
                 if Path(file_name).name != file_name or not file_name.endswith(".onnx"):
                     raise ValueError(f"graph '{role}': '{file_name}' must be a plain .onnx file name")

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from training import translation_data as corpus
 from training import translation_eval, writer
 from training.export import count_parameters
-from training.translation_export import cache_decision, export_graphs
+from training.translation_export import export_graphs
 
 
 @dataclass
@@ -239,8 +239,11 @@ def main(cfg: Config, output: Path, version: int | None = None, quick: bool = Fa
     body["corpus_generation_s"] = round(corpus_time, 1)
     body["argv"] = ["python -m training", *sys.argv[1:]]  # no paths of this machine
     body["steps_run"] = len(curves["cross-entropy"])
-    body["decoder_cache_decision"] = cache_decision(vdir / "decoder.onnx", data,
-                                                    data.max_target + 2)
+    from training.translation_cache import add_cache  # it builds on this module's classes
+
+    errors, body["decoder_cache"] = add_cache(encoder, decoder, vdir, cfg.seed, data.max_source)
+    body["parity"].update(errors)
+    body["decoder_cache"]["command"] = body["argv"]
     body["training_machine"] = (f"2 CPU cores shared with ~7 other engineers' jobs (torch threads "
                                 f"{torch.get_num_threads()}, nice 5): wall-clock time, several "
                                 "times what an idle machine takes")

@@ -3,18 +3,15 @@
 encoder.onnx: source (B, S) int64 -> memory (B, S, D).
 decoder.onnx: tokens (B, P) int64, position (B,) int64, memory (B, S, D), source (B, S) int64
               -> logits (B, V), attention (B, S).
-The decoder step has no key/value cache: it recomputes every prefix position each step. With
-20 steps at most and prefixes padded to one length (so that any sequences share a batch), a
-cache would save little and cost four more inputs and outputs per layer; the numbers are in
-the card (decoder_cache_decision) and docs/TASKS.md.
+This step recomputes every prefix position; the service runs it for beam search. The step with
+a key/value cache (decoder_cached.onnx) is translation_cache.py's, exported from the same
+weights; the card's decoder_cache compares the two.
 """
 
-import time
 from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import torch
 
 from training import translation_data as corpus
@@ -106,27 +103,3 @@ def export_graphs(encoder, step, data: corpus.Corpus, vdir: Path, seed: int) -> 
              "memory": {0: batch, 1: src_len}, "source": {0: batch, 1: src_len}})
     errors["decoder.onnx"] = parity(step, dec_path, dec_inputs)
     return errors
-
-
-def cache_decision(path: Path, data: corpus.Corpus, positions: int) -> dict:
-    """What a key/value cache could save: the step's time over a full padded prefix (what we
-    run) against a one-token prefix (about what a cached step would cost), single-threaded."""
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1  # as the service runs it
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    out = {"prefix_positions": positions}
-    for batch in (1, 16, 64):
-        memory = np.zeros((batch, data.max_source, sess.get_inputs()[2].shape[2]), np.float32)
-        source = np.ones((batch, data.max_source), np.int64)
-        times = {}
-        for length in (1, positions):
-            feeds = {"tokens": np.ones((batch, length), np.int64),
-                     "position": np.zeros(batch, np.int64), "memory": memory, "source": source}
-            sess.run(None, feeds)
-            start = time.perf_counter()
-            for _ in range(20):
-                sess.run(None, feeds)
-            times[length] = (time.perf_counter() - start) / 20 * 1e3
-        out[f"batch_{batch}_ms"] = {"one_position": round(times[1], 3),
-                                    "full_prefix": round(times[positions], 3)}
-    return out

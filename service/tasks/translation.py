@@ -1,11 +1,12 @@
 """Translation: a sequence-to-sequence model of an encoder and a decoder-step graph.
 
-The decoding loop is service/sampling/decoding.py (numpy, driven by send()); every decoder step
-of every running sequence goes through the decoder graph's batcher, so concurrent sequences
-share executions step by step (in-flight batching): a new sequence joins at the next step, a
-finished one leaves at once. Prefixes and sources are padded to the config's fixed lengths, so
-sequences at any position, of any length, fit one batch; the causal and padding masks in the
-graphs keep each row's result its own.
+Greedy and sampled sequences are rows of one Stepper (translation_steps.py): each step is one
+decoder call over every running sequence, with a key/value cache when the version has
+decoder_cached.onnx (and cross_kv.onnx, the encoder with the cross-attention keys and values), so concurrent sequences share executions step by step (in-flight
+batching): a new sequence joins at the next step, a finished one leaves at once. Beam search
+runs service/sampling/decoding.py's loop over the full-prefix decoder, through its batcher.
+Sources (and prefixes) are padded to the config's fixed lengths, so sequences at any position,
+of any length, fit one batch; the masks in the graphs keep each row's result its own.
 """
 
 import asyncio
@@ -27,6 +28,7 @@ from service.tasks import positional
 from service.tasks.base import ServedModel
 from service.tasks.params import Params, Seed, validate
 from service.tasks.tokens import MAX_CHARS, Tokenizer
+from service.tasks.translation_steps import Sequence, Stepper
 
 
 class TranslationParams(Params):
@@ -126,6 +128,19 @@ class TranslationModel(ServedModel):
         self.max_output_tokens = config.max_output_tokens
         self.positions = config.max_output_tokens + 1  # BOS + every output token
         self.max_beam_width = config.max_beam_width
+        cached, self.cross_kv = graphs.get("decoder_cached"), graphs.get("cross_kv")
+        if (cached is None) != (self.cross_kv is None):
+            raise ValueError("decoder_cached and cross_kv go together: the cached step reads the "
+                             "cross-attention keys and values that cross_kv computes")
+        if cached is not None:
+            positional.check(cached, "decoder_cached", inputs=5, outputs=3)
+            positional.check(self.cross_kv, "cross_kv", inputs=1, outputs=1)
+            slots = cached.graph.inputs[4].shape
+            if len(slots) != 5 or slots[3] < self.positions:
+                raise ValueError(f"decoder_cached's past must be (batch, layers, 2, positions, D) with "
+                                 f"at least {self.positions} positions, not {slots}")
+        self.stepper = Stepper(cached or self.decoder, cached is not None, self.bos, self.eos,
+                               self.pad, self.positions)
         self._labels = (name, str(version))
 
     # ------------------------------------------------------------------ planning
@@ -166,76 +181,98 @@ class TranslationModel(ServedModel):
 
     async def stream(self, plan: Plan) -> AsyncIterator[Token | TextGeneration]:
         """Token events as they are chosen, then the TextGeneration. Leaving early (a client
-        that disconnects cancels the await) stops the loop before its next decoder step."""
-        p = plan.params
+        that disconnects cancels the await) takes the sequence out before its next decoder step."""
         source = self.tokens.pad_source(plan.source)  # (1, S)
-        n_source = len(plan.source)
         words = [self.tokens.source[i] for i in plan.source]
         running = metrics.RUNNING_SEQUENCES.labels(*self._labels)
         running.inc()
         try:
-            memory = (await positional.run(self.encoder, source))[0]  # (1, S, D)
-            steps = decoding.decode(
-                bos=self.bos, eos=self.eos, pad=self.pad, positions=self.positions,
-                max_tokens=plan.max_tokens, temperature=p.temperature, top_k=p.top_k,
-                top_p=p.top_p, seed=plan.seed, beam_width=p.beam_width, nbest=p.nbest)
-            stops = [p.stop] if isinstance(p.stop, str) else (p.stop or [])
+            beam = plan.params.beam_width > 1
+            first = self.encoder if beam or self.cross_kv is None else self.cross_kv
+            context = (await positional.run(first, source))[0]  # memory, or cross keys/values
             clock = _TokenClock(self._labels, plan.arrived)
-            sent: list[int] = []
-            text = ""
-            call = next(steps)
-            while True:
-                rows = len(call.tokens)
-                logits, attention = await positional.run(
-                    self.decoder, call.tokens, np.full(rows, call.position, dtype=np.int64),
-                    np.repeat(memory, rows, axis=0), np.repeat(source, rows, axis=0))
-                try:
-                    call = steps.send((logits, attention))
-                except StopIteration as done:
-                    result: decoding.Decoded = done.value
-                    break
-                for event in self._new_tokens(call.chosen, sent, attention[:, :n_source], clock, words):
-                    text += event.text_output
-                    yield event
-                if stops and any(text.endswith(s) for s in stops):
-                    steps.close()
-                    result = None
-                    break
-            best = result.best if result is not None else None
-            chosen = best.tokens if best is not None else sent
-            rows = best.attention[:, :n_source] if best is not None else None
-            for event in self._new_tokens(chosen, sent, rows, clock, words, offset=len(sent)):
+            steps = self._beam if beam else self._stepped
+            async for event in steps(plan, context, source, clock, words):
                 yield event
-            yield self._finished(plan, chosen, result, stopped=result is None)
         finally:
             running.dec()
 
-    def _new_tokens(self, chosen: list[int], sent: list[int], attention, clock, words, offset=None):
-        """Token events for the ids of `chosen` not yet sent (appended to `sent`)."""
-        pieces = self.tokens.pieces(chosen)
-        for i in range(len(sent), len(chosen)):
-            sent.append(chosen[i])
-            clock.tick()
-            row = None
-            if attention is not None:  # the step's row; at the end, the best beam's i-th
-                row = attention[0] if offset is None else attention[i]
-            yield Token(i, self.tokens.target[chosen[i]], pieces[i], row,
-                        words if i == 0 else None)
+    async def _stepped(self, plan: Plan, context, source, clock, words):
+        """Greedy or sampled: the sequence is a row of the stepper's batch, step by step."""
+        p = plan.params
+        n_source = len(plan.source)
+        seq = self.stepper.add(Sequence(context, source, plan.max_tokens, p.temperature, p.top_k,
+                                        p.top_p, plan.seed))
+        stops = [p.stop] if isinstance(p.stop, str) else (p.stop or [])
+        chosen: list[int] = []
+        rows: list[np.ndarray] = []
+        score, text, reason = 0.0, "", None
+        try:
+            while reason is None:
+                step = await seq.next()
+                rows.append(step.attention)
+                score += step.logp
+                if step.finish_reason == decoding.FINISH_STOP:  # EOS: not a token of the text
+                    reason = decoding.FINISH_STOP
+                    break
+                chosen.append(step.token)
+                clock.tick()
+                piece = self.tokens.pieces(chosen[-2:])[-1]  # its glue depends on the one before
+                text += piece
+                yield Token(len(chosen) - 1, self.tokens.target[step.token], piece,
+                            step.attention[:n_source], words if len(chosen) == 1 else None)
+                if stops and any(text.endswith(s) for s in stops):
+                    reason = decoding.FINISH_STOP
+                else:
+                    reason = step.finish_reason
+        finally:
+            seq.left = True  # out of the batch before its next step, however the stream ended
+        best = decoding.Hypothesis(chosen, score, reason, np.stack(rows)[:, :n_source])
+        yield self._finished(plan, chosen, decoding.Decoded(best))
 
-    def _finished(self, plan: Plan, chosen: list[int], result, stopped: bool) -> TextGeneration:
+    async def _beam(self, plan: Plan, memory, source, clock, words):
+        """Beam search: its beams are reordered every step, so it runs the full-prefix decoder
+        (no cache to reorder), its rows still sharing the decoder's batcher with other requests."""
+        p = plan.params
+        n_source = len(plan.source)
+        steps = decoding.decode(
+            bos=self.bos, eos=self.eos, pad=self.pad, positions=self.positions,
+            max_tokens=plan.max_tokens, beam_width=p.beam_width, nbest=p.nbest)
+        call = next(steps)
+        while True:
+            rows = len(call.tokens)
+            logits, attention = (await positional.run(
+                self.decoder, call.tokens, np.full(rows, call.position, dtype=np.int64),
+                np.repeat(memory, rows, axis=0), np.repeat(source, rows, axis=0)))[:2]
+            try:
+                call = steps.send((logits, attention))
+            except StopIteration as done:
+                result: decoding.Decoded = done.value
+                break
+        best = result.best
+        for event in self._new_tokens(best.tokens, best.attention[:, :n_source], clock, words):
+            yield event
+        yield self._finished(plan, best.tokens, result)
+
+    def _new_tokens(self, chosen: list[int], attention, clock, words):
+        """Token events for a finished beam search's best beam (attention: its row per token)."""
+        pieces = self.tokens.pieces(chosen)
+        for i, token in enumerate(chosen):
+            clock.tick()
+            yield Token(i, self.tokens.target[token], pieces[i], attention[i], words if i == 0 else None)
+
+    def _finished(self, plan: Plan, chosen: list[int], result: decoding.Decoded) -> TextGeneration:
         metrics.GENERATED_TOKENS.labels(*self._labels).inc(len(chosen))
-        best = result.best if result is not None else None
-        reason = decoding.FINISH_STOP if stopped else best.finish_reason
+        best = result.best
         nbest = []
-        if result is not None and plan.params.nbest > 1:
+        if plan.params.nbest > 1:
             nbest = [{"text_output": self.tokens.decode(h.tokens), "log_probability": round(h.score, 4),
                       "finish_reason": h.finish_reason} for h in result.nbest]
         return TextGeneration(
-            self.tokens.decode(chosen), reason, [self.tokens.target[i] for i in chosen],
+            self.tokens.decode(chosen), best.finish_reason, [self.tokens.target[i] for i in chosen],
             plan.seed if plan.params.temperature > 0 else None,  # greedy and beam use none
             [self.tokens.source[i] for i in plan.source],
-            best.attention[: len(chosen), : len(plan.source)]
-            if best is not None and plan.params.attention else None,
+            best.attention[: len(chosen), : len(plan.source)] if plan.params.attention else None,
             nbest)
 
     # ------------------------------------------------------------------ V1 :predict

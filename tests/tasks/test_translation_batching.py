@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -152,3 +153,51 @@ def test_token_metrics(url):
                  "modelserve_generated_tokens_total"):
         assert metric(url, name) > 0, name
     assert "modelserve_running_sequences" in text
+
+
+@pytest.fixture(scope="module")
+def url_without_cache(module_server, tmp_path_factory) -> str:
+    """The same version without decoder_cached.onnx and cross_kv.onnx: the stepper runs the
+    full-prefix graph."""
+    repo = tmp_path_factory.mktemp("nocache") / "models"
+    shutil.copytree(TRAINED, repo / MODEL)
+    version = repo / MODEL / "1" / "config.yaml"
+    text = version.read_text(encoding="utf-8")
+    assert ", cross_kv: cross_kv.onnx, decoder_cached: decoder_cached.onnx" in text
+    version.write_text(text.replace(", cross_kv: cross_kv.onnx, decoder_cached: decoder_cached.onnx", ""), encoding="utf-8")
+    (repo / MODEL / "1" / "decoder_cached.onnx").unlink()
+    (repo / MODEL / "1" / "cross_kv.onnx").unlink()
+    return module_server(repo)
+
+
+def test_the_key_value_cache_changes_no_output(url, url_without_cache):
+    """Greedy and seeded sampling, concurrent (rows at different positions share each call):
+    the cached step gives the tokens and attention the full-prefix step gives."""
+    for parameters in ({"attention": True}, {"temperature": 1.2, "seed": 3, "attention": True}):
+        cached = asyncio.run(translate_all(url, TEXTS, **parameters))
+        full = asyncio.run(translate_all(url_without_cache, TEXTS, **parameters))
+        for a, b in zip(cached, full, strict=True):
+            assert a["text_output"] == b["text_output"]
+            assert a["finish_reason"] == b["finish_reason"]
+            assert abs(np.asarray(a["attention"]["weights"]) - np.asarray(b["attention"]["weights"])).max() < 1e-4
+
+
+def test_a_stop_string_ends_the_sequence_and_it_leaves_the_batch(url):
+    together = asyncio.run(translate_all(url, TEXTS[:4], stop="mille"))
+    by_text = dict(zip(TEXTS[:4], together, strict=True))
+    assert by_text["twelve"]["text_output"] == "douze"
+    long = by_text[TEXTS[1]]
+    assert long["text_output"].endswith("mille") and long["finish_reason"] == "stop"
+    assert metric(url, "modelserve_running_sequences") == 0
+
+
+def test_the_cached_step_without_cross_kv_is_a_load_error_naming_both(module_server, tmp_path_factory):
+    repo = tmp_path_factory.mktemp("halfcache") / "models"
+    shutil.copytree(TRAINED, repo / MODEL)
+    version = repo / MODEL / "1" / "config.yaml"
+    version.write_text(version.read_text(encoding="utf-8").replace(" cross_kv: cross_kv.onnx,", ""),
+                       encoding="utf-8")
+    url = module_server(repo)
+    response = httpx.post(f"{url}/v2/models/{MODEL}/generate", json={"text_input": "six"})
+    assert response.status_code == 503
+    assert "decoder_cached and cross_kv go together" in response.json()["error"]

@@ -103,3 +103,34 @@ def test_the_services_decoding_loop_gives_the_same_greedy_tokens(model):
                               positions=config["max_output_tokens"] + 1,
                               max_tokens=config["max_output_tokens"])
         assert decoding.run(gen, step).best.tokens == want
+
+
+def test_the_cached_decoder_step_gives_the_full_prefix_greedy_tokens(model):
+    """decoder_cached.onnx, fed each row's newest token, its key/value cache and cross_kv.onnx's
+    keys and values of its source (rows leave as they finish), chooses what decoder.onnx chooses."""
+    config, card, sessions = model
+    numbers = held_out(card["seed"])[::10]  # 500 held-out numbers
+    source = sources(config, numbers)
+    want = greedy(sessions, config, source)
+    special = config["special_tokens"]
+    cached = sessions["decoder_cached"]
+    past_shape = [d for d in cached.get_inputs()[4].shape[1:]]
+    cross = sessions["cross_kv"].run(None, {"source": source})[0]
+    n = len(source)
+    rows = np.arange(n)  # the live rows: finished ones leave, as in the service
+    token = np.full(n, special["bos"], dtype=np.int64)
+    position = np.zeros(n, dtype=np.int64)
+    past = np.zeros((n, *past_shape), dtype=np.float32)
+    got: list[list[int]] = [[] for _ in range(n)]
+    for _ in range(config["max_output_tokens"]):
+        logits, _, past = cached.run(None, {"token": token, "position": position, "cross": cross[rows],
+                                            "source": source[rows], "past": past})
+        choice = logits.argmax(-1)
+        live = choice != special["eos"]
+        for r, c in zip(rows[live], choice[live], strict=True):
+            got[r].append(int(c))
+        rows, token, position, past = rows[live], choice[live], position[live] + 1, past[live]
+        if not len(rows):
+            break
+    assert got == want
+    assert card["parity"]["decoder_cached.onnx"]["max_scaled_error"] < 1e-4

@@ -1,5 +1,6 @@
-"""`python -m training en-fr-numbers --quick`: the translator trains a few steps, exports both
-graphs with parity proven, and writes a version folder that validates and that the service serves."""
+"""`python -m training en-fr-numbers --quick`: the translator trains a few steps, exports its
+graphs (the encoder, the full-prefix step, and the key/value-cache pair) with parity proven,
+and writes a version folder that validates and that the service serves."""
 
 import json
 import subprocess
@@ -29,12 +30,15 @@ def test_the_version_folder_describes_itself(repo):
     vdir = repo / NAME / "1"
     config = build_config(read_yaml(repo / NAME / "config.yaml"), read_yaml(vdir / "config.yaml"))
     assert config.task == "translation" and config.graph_files() == {
-        "encoder": "encoder.onnx", "decoder": "decoder.onnx"}
+        "encoder": "encoder.onnx", "decoder": "decoder.onnx", "cross_kv": "cross_kv.onnx",
+        "decoder_cached": "decoder_cached.onnx"}
     assert config.vocabulary.target[:3] == ["<pad>", "<bos>", "<eos>"]
     assert config.max_input_tokens == 14 and config.max_output_tokens == 20
     card = json.loads((vdir / "card.json").read_text())
     assert card["quick"] is True and card["command"].startswith(f"python -m training {NAME} ")
-    assert all(card["parity"][g]["max_scaled_error"] <= 1e-4 for g in ("encoder.onnx", "decoder.onnx"))
+    graphs = ("encoder.onnx", "decoder.onnx", "cross_kv.onnx", "decoder_cached.onnx")
+    assert all(card["parity"][g]["max_scaled_error"] <= 1e-4 for g in graphs)
+    assert card["decoder_cache"]["cost_ms"]["batch_16_ms"]["cached"] > 0
     assert card["argv"][0] == "python -m training"  # no path of the machine it ran on
     for path in vdir.iterdir():  # no exporter stack traces or paths in what would be committed
         assert b'File "/' not in path.read_bytes() and str(ROOT).encode() not in path.read_bytes()
