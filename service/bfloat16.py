@@ -31,6 +31,8 @@ def _array(value: ort.OrtValue) -> np.ndarray:
     if value.data_type() != "tensor(bfloat16)":
         return value.numpy()
     # Outputs of a run without bindings live in CPU memory: copy the bits out before `value` goes.
+    if value.device_name().lower() != "cpu":
+        raise RuntimeError(f"a bfloat16 output on {value.device_name()} cannot be read from the host")
     shape = tuple(value.shape())
     count = math.prod(shape)
     if count == 0:
