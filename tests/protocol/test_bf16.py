@@ -3,6 +3,7 @@ through a BF16 identity graph (ONNX Runtime fed by OrtValues); JSON input is ref
 refuses it, a JSON output is written as its exact float value."""
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import httpx
@@ -16,6 +17,7 @@ from tritonclient.grpc import service_pb2 as pb
 from tests import onnx_models
 
 MODEL = "identity_bf16"
+BATCHED = "identity_bf16_batched"  # concurrent requests joined into one execution
 # Values bfloat16 holds exactly, and the edges: the largest, the smallest subnormal, +-inf, -0.
 VALUES = np.array([[1.0, -2.5, 3.140625], [3.3895314e38, 9.1835e-41, -0.0],
                    [np.inf, -np.inf, 65280.0]], dtype=np.float32)
@@ -25,6 +27,8 @@ VALUES = np.array([[1.0, -2.5, 3.140625], [3.3895314e38, 9.1835e-41, -0.0],
 def url(tmp_path_factory, module_server):
     repo = tmp_path_factory.mktemp("repo")
     onnx_models.save(onnx_models.identity("BF16"), repo, MODEL)
+    onnx_models.save(onnx_models.identity("BF16"), repo, BATCHED)
+    (repo / BATCHED / "config.yaml").write_text("{max_batch_size: 8, max_queue_delay_ms: 50}\n")
     return module_server(repo)
 
 
@@ -95,3 +99,22 @@ def test_grpc_typed_contents_are_refused_as_for_fp16(url):
             infer(request)
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "BF16, which travels only in raw_input_contents" in refused.value.details()
+
+
+def test_concurrent_requests_share_a_batch_and_keep_their_own_rows(url):
+    def stats() -> tuple[int, int]:
+        [entry] = httpx.get(f"{url}/v2/models/{BATCHED}/stats").json()["model_stats"]
+        return entry["inference_count"], entry["execution_count"]
+
+    def call(row: int) -> np.ndarray:
+        x = tg.InferInput("input", [1, 3], "BF16")
+        x.set_data_from_numpy(bf16()[row : row + 1])
+        return tg.InferenceServerClient(url.grpc).infer(BATCHED, [x]).as_numpy("output")
+
+    before = stats()
+    with ThreadPoolExecutor(3) as pool:
+        answers = list(pool.map(call, range(3)))
+    for row, answer in enumerate(answers):
+        np.testing.assert_array_equal(answer.view(np.uint16), bf16()[row : row + 1].view(np.uint16))
+    inferences, executions = (a - b for a, b in zip(stats(), before))
+    assert inferences == 3 and executions < 3
