@@ -3,11 +3,9 @@ sends them, a last one with the finish reason, and a cancelled stream that stops
 
 import shutil
 import threading
-import time
 
 import grpc
 import httpx
-import numpy as np
 import pytest
 import tritonclient.grpc as tg
 from tritonclient.grpc import service_pb2 as pb
