@@ -155,7 +155,7 @@ class DataPlane:
         outcome = _Outcome(model, self.protocol)
         with outcome.failures():
             model.check_inputs(inputs, datatypes)
-            plan = model.plan({**parameters, **model.params_from_tensors(inputs)}, stream=True)
+            plan = model.plan_from_tensors(inputs, parameters)
         return plan, _counted(model.stream(plan), outcome, plan.num_samples)
 
     # ------------------------------------------------------------------ repository extension

@@ -1,5 +1,11 @@
-"""The V2 datatypes and how they map to numpy and to ONNX tensor types."""
+"""The V2 datatypes and how they map to numpy and to ONNX tensor types.
 
+BF16 has no numpy type of its own: it is ml_dtypes' bfloat16, the dtype tritonclient itself
+requires for BF16 tensors, so a BF16 array keeps its datatype through batching and back out
+(a uint16 array of its bits would read as UINT16). It travels only as binary data.
+"""
+
+import ml_dtypes
 import numpy as np
 
 from service.errors import InvalidInput
@@ -16,6 +22,7 @@ V2_TO_NUMPY: dict[str, np.dtype] = {
     "INT32": np.dtype(np.int32),
     "INT64": np.dtype(np.int64),
     "FP16": np.dtype(np.float16),
+    "BF16": np.dtype(ml_dtypes.bfloat16),
     "FP32": np.dtype(np.float32),
     "FP64": np.dtype(np.float64),
     "BYTES": np.dtype(object),
@@ -36,6 +43,7 @@ ONNX_TO_V2: dict[str, str] = {
     "tensor(int32)": "INT32",
     "tensor(int64)": "INT64",
     "tensor(float16)": "FP16",
+    "tensor(bfloat16)": "BF16",
     "tensor(float)": "FP32",
     "tensor(double)": "FP64",
     "tensor(string)": "BYTES",
@@ -44,6 +52,7 @@ ONNX_TO_V2: dict[str, str] = {
 # What JSON numbers may stand for each datatype: integers for integer types, any number for floats.
 INTEGER_TYPES = frozenset({"UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64"})
 FLOAT_TYPES = frozenset({"FP16", "FP32", "FP64"})
+BF16 = V2_TO_NUMPY["BF16"]
 
 
 def numpy_dtype(datatype: str) -> np.dtype:

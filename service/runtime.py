@@ -10,6 +10,7 @@ import onnxruntime as ort
 import orjson
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
+from service import bfloat16
 from service.datatypes import onnx_to_v2
 from service.errors import InvalidInput
 
@@ -111,13 +112,20 @@ class Graph:
         self.inputs = [_spec(a) for a in self._session.get_inputs()]
         self.outputs = [_spec(a) for a in self._session.get_outputs()]
         self._raw_output_types = {a.name: a.type for a in self._session.get_outputs()}
+        # ORT's Python binding takes and gives no bfloat16 numpy arrays (a uint16 feed is refused
+        # as the wrong type; a bfloat16 output has "no corresponding numpy type"): such graphs
+        # run through OrtValues (service/bfloat16.py).
+        self._bf16 = any(s.datatype == "BF16" for s in (*self.inputs, *self.outputs))
 
     def run(self, feeds: dict[str, np.ndarray], output_names: list[str] | None = None) -> dict[str, np.ndarray]:
         """Run the graph; BYTES go in and come out as object arrays of bytes."""
         feeds = {name: _to_onnx(array) for name, array in feeds.items()}
         names = output_names or [o.name for o in self.outputs]
         try:
-            results = self._session.run(names, feeds)
+            if self._bf16:
+                results = bfloat16.run(self._session, names, feeds)
+            else:
+                results = self._session.run(names, feeds)
         except InvalidArgument as exc:
             # The inputs fit the signature but not the graph (a dimension a Reshape needs...).
             raise InvalidInput(f"the model rejected the input: {_first_line(exc)}") from None

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from service.datatypes import numpy_dtype, v2_datatype
+from service.datatypes import V2_TO_NUMPY, numpy_dtype, v2_datatype
 from service.errors import InvalidInput
 from service.grpc.protocol import pb
 from service.protocol.v2_codec import Limits, array_from_binary, binary_bytes
@@ -31,6 +31,10 @@ CONTENTS_FIELD = {
 }
 
 
+# Raw contents are little-endian whatever the host (numpy swaps on a big-endian one).
+_LITTLE_ENDIAN = {datatype: dtype.newbyteorder("<") for datatype, dtype in V2_TO_NUMPY.items() if datatype != "BYTES"}
+
+
 @dataclass
 class DecodedRequest:
     inputs: dict[str, np.ndarray]
@@ -40,14 +44,15 @@ class DecodedRequest:
 
 
 def decode_request(request: pb.ModelInferRequest, limits: Limits) -> DecodedRequest:
+    tensors = request.inputs
     raw = request.raw_input_contents
-    if raw and len(raw) != len(request.inputs):
+    if raw and len(raw) != len(tensors):
         raise InvalidInput(
-            f"raw_input_contents holds {len(raw)} buffers but the request has {len(request.inputs)} inputs"
+            f"raw_input_contents holds {len(raw)} buffers but the request has {len(tensors)} inputs"
         )
     inputs: dict[str, np.ndarray] = {}
     datatypes: dict[str, str] = {}
-    for position, tensor in enumerate(request.inputs):
+    for position, tensor in enumerate(tensors):
         name, datatype, shape = _tensor_header(tensor, position, limits)
         if name in inputs:
             raise InvalidInput(f"input '{name}' is given more than once")
@@ -58,8 +63,10 @@ def decode_request(request: pb.ModelInferRequest, limits: Limits) -> DecodedRequ
         else:
             inputs[name] = _from_contents(tensor.contents, datatype, shape, name)
         datatypes[name] = datatype
-    output_names = [o.name for o in request.outputs] or None
-    return DecodedRequest(inputs, datatypes, parameters(request.parameters), output_names)
+    # Most requests name no outputs and send no parameters: skip building empty ones.
+    output_names = [o.name for o in request.outputs] if len(request.outputs) else None
+    return DecodedRequest(inputs, datatypes, parameters(request.parameters) if len(request.parameters) else {},
+                          output_names)
 
 
 def _tensor_header(tensor, position: int, limits: Limits) -> tuple[str, str, tuple[int, ...]]:
@@ -83,14 +90,26 @@ def _tensor_header(tensor, position: int, limits: Limits) -> tuple[str, str, tup
 
 
 def _from_raw(buffer: bytes, datatype: str, shape: tuple[int, ...], name: str) -> np.ndarray:
-    if datatype != "BYTES":
-        needed = math.prod(shape) * numpy_dtype(datatype).itemsize
-        if len(buffer) != needed:
-            raise InvalidInput(
-                f"input '{name}': raw content is {len(buffer)} bytes but shape {list(shape)} "
-                f"of {datatype} needs {needed}"
-            )
-    return array_from_binary(memoryview(buffer), datatype, shape, name)
+    if datatype in ("BYTES", "BOOL", "BF16"):
+        if datatype != "BYTES":
+            _check_size(buffer, datatype, shape, name)
+        return array_from_binary(memoryview(buffer), datatype, shape, name)
+    dtype = _check_size(buffer, datatype, shape, name)
+    # A view of the message's own bytes (read-only, as every decoded input is): no copy, unless
+    # the bytes object's data is misaligned for the dtype (CPython's never is in practice).
+    array = np.frombuffer(buffer, dtype=dtype).reshape(shape)
+    return array if array.flags.aligned else array.copy()
+
+
+def _check_size(buffer: bytes, datatype: str, shape: tuple[int, ...], name: str) -> np.dtype:
+    dtype = _LITTLE_ENDIAN[datatype]
+    needed = math.prod(shape) * dtype.itemsize
+    if len(buffer) != needed:
+        raise InvalidInput(
+            f"input '{name}': raw content is {len(buffer)} bytes but shape {list(shape)} "
+            f"of {datatype} needs {needed}"
+        )
+    return dtype
 
 
 def _from_contents(contents, datatype: str, shape: tuple[int, ...], name: str) -> np.ndarray:
@@ -152,9 +171,9 @@ def encode_response(
     response.id = request_id
     for name, array in outputs.items():
         datatype = v2_datatype(array.dtype)
-        tensor = response.outputs.add()
-        tensor.name = name
-        tensor.datatype = datatype
-        tensor.shape.extend(array.shape)
-        response.raw_output_contents.append(bytes(binary_bytes(array, datatype)))
+        response.outputs.add(name=name, datatype=datatype, shape=array.shape)
+        if datatype == "BYTES":
+            response.raw_output_contents.append(binary_bytes(array, datatype))
+        else:  # one copy, straight from the array's buffer (little-endian, row-major)
+            response.raw_output_contents.append(array.astype(_LITTLE_ENDIAN[datatype], copy=False).tobytes())
     return response

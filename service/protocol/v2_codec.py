@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import orjson
 
-from service.datatypes import FLOAT_TYPES, INTEGER_TYPES, numpy_dtype, v2_datatype
+from service.datatypes import BF16, FLOAT_TYPES, INTEGER_TYPES, numpy_dtype, v2_datatype
 from service.errors import InvalidInput
 from service.json_encoding import float_array
 
@@ -221,6 +221,10 @@ def array_from_json(data, datatype: str, shape: tuple[int, ...], name: str) -> n
     expected = math.prod(shape)
     if datatype == "BYTES":
         return _bytes_from_json(data, shape, expected, name)
+    if datatype == "BF16":
+        # Triton's rule: a JSON number would have to be rounded to 8 bits of mantissa, silently.
+        raise InvalidInput(f"input '{name}' is BF16, which travels only as binary data "
+                           "(the binary tensor data extension: parameters.binary_data_size)")
     if not isinstance(data, list):
         data = [data]  # a scalar written bare
     try:
@@ -303,6 +307,9 @@ def array_from_binary(buffer: memoryview, datatype: str, shape: tuple[int, ...],
         )
     if datatype == "BOOL":
         return np.frombuffer(buffer, dtype=np.uint8).astype(bool).reshape(shape)
+    if datatype == "BF16":  # 2-byte patterns, little-endian like every other type
+        array = np.frombuffer(buffer, dtype="<u2").reshape(shape)
+        return (array if array.flags.aligned else array.copy()).view(BF16)
     array = np.frombuffer(buffer, dtype=dtype.newbyteorder("<")).reshape(shape)
     if not array.flags.aligned or array.dtype.byteorder == ">":
         array = array.astype(dtype)
@@ -369,6 +376,8 @@ def json_data(array: np.ndarray, datatype: str, name: str):
             raise InvalidInput(
                 f"output '{name}' holds bytes that are not UTF-8; ask for it with binary_data"
             ) from None
+    if datatype == "BF16":  # asked for as JSON: its exact value as a float32
+        array = array.astype(np.float32)
     # NaN and +-Infinity as Triton writes them; orjson alone would write null.
     return float_array(np.ascontiguousarray(array).reshape(-1))
 
@@ -381,6 +390,8 @@ def binary_bytes(array: np.ndarray, datatype: str) -> bytes | memoryview:
             parts.append(struct.pack("<I", len(value)))
             parts.append(value)
         return b"".join(parts)
+    if datatype == "BF16":  # Python's buffers know no bfloat16: hand over its bit patterns
+        array = array.view(np.uint16)
     array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).reshape(-1)
     return memoryview(array).cast("B")
 

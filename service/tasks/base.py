@@ -61,6 +61,10 @@ class ServedModel:
         """A generation's parameters from V2 input tensors (ModelStreamInfer)."""
         raise self.no_endpoint("generate")
 
+    def plan_from_tensors(self, inputs: dict[str, np.ndarray], parameters: dict):
+        """A stream's plan from V2 tensors plus the request's parameters (stream-only options)."""
+        return self.plan({**parameters, **self.params_from_tensors(inputs)}, stream=True)
+
     def no_endpoint(self, endpoint: str) -> InvalidInput:
         return InvalidInput(f"model '{self.name}' is a {self.config.task} model, which has no {endpoint} endpoint")
 

@@ -87,6 +87,14 @@ class Token:
     text_output: str  # what it adds to the text (a leading space between words)
     attention: np.ndarray | None  # (S,) over the source tokens
     source_tokens: list[str] | None = None  # on the first token only, to label the attention
+    final = False
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        """The event as V2 outputs (gRPC's ModelStreamInfer), as the SSE event has it."""
+        return {"text_output": _bytes([self.text_output])}
+
+    def parameters(self) -> dict:
+        return {"event": "token", "index": self.index, "token": self.token}
 
 
 @dataclass
@@ -100,10 +108,23 @@ class TextGeneration:
     source_tokens: list[str]
     attention: np.ndarray | None = None  # (tokens, S)
     nbest: list[dict] = field(default_factory=list)
+    final = True
 
     @property
     def samples(self) -> list[str]:  # DataPlane counts a generation's items by it
         return [self.text_output]
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        """The last event of a tensor stream: like the SSE one, its text_output is empty (the
+        tokens carried the text) and the whole output is the `output` parameter."""
+        return {"text_output": _bytes([""]), "finish_reason": _bytes([self.finish_reason])}
+
+    def parameters(self) -> dict:
+        found = {"event": "done", "finish_reason": self.finish_reason, "tokens": len(self.tokens),
+                 "output": self.text_output}
+        if self.seed is not None:
+            found["seed"] = self.seed
+        return found
 
 
 class TranslationModel(ServedModel):
@@ -144,9 +165,36 @@ class TranslationModel(ServedModel):
         self._labels = (name, str(version))
 
     # ------------------------------------------------------------------ planning
+    streams = True
+
     def plan(self, params: dict, stream: bool = False) -> Plan:
         request = validate(GenerateRequest, params, "translation")
         return self.make_plan(request.text_input, request.parameters)
+
+    def plan_from_tensors(self, inputs: dict[str, np.ndarray], parameters: dict) -> Plan:
+        """ModelStreamInfer: one string in text_input; the decoding options as input tensors
+        (as /infer takes them) or as request parameters (as Triton's vLLM backend takes them)."""
+        texts = inputs["text_input"].reshape(-1)
+        if len(texts) != 1:
+            raise InvalidInput(f"a stream translates one string; text_input holds {len(texts)}")
+        given = self._tensor_params(inputs)
+        both = sorted(set(given) & set(parameters))
+        if both:
+            raise InvalidInput(f"{', '.join(both)} given both as an input tensor and as a parameter")
+        params = validate(TranslationParams, {**parameters, **given}, "translation")
+        return self.make_plan(_text(texts[0], "text_input[0]"), params)
+
+    @staticmethod
+    def _tensor_params(inputs: dict[str, np.ndarray]) -> dict:
+        """The decoding options sent as one-value input tensors."""
+        values = {}
+        for spec in _PARAM_TENSORS:
+            if spec.name in inputs:
+                value = inputs[spec.name].reshape(-1)
+                if value.size != 1:
+                    raise InvalidInput(f"input '{spec.name}' must hold one value")
+                values[spec.name] = value[0].item()
+        return values
 
     def make_plan(self, text, params: TranslationParams, where: str = "text_input") -> Plan:
         source = self.tokens.encode(text, where)
@@ -310,14 +358,7 @@ class TranslationModel(ServedModel):
             raise InvalidInput(f"text_input holds {len(inputs['text_input'])} strings; give 1 to {MAX_STRINGS}")
 
     async def infer(self, inputs: dict[str, np.ndarray], output_names: list[str] | None) -> dict[str, np.ndarray]:
-        values = {}
-        for spec in _PARAM_TENSORS:
-            if spec.name in inputs:
-                value = inputs[spec.name].reshape(-1)
-                if value.size != 1:
-                    raise InvalidInput(f"input '{spec.name}' must hold one value")
-                values[spec.name] = value[0].item()
-        params = validate(TranslationParams, values, "translation")
+        params = validate(TranslationParams, self._tensor_params(inputs), "translation")
         texts = [_text(v, f"text_input[{i}]") for i, v in enumerate(inputs["text_input"])]
         plans = [self.make_plan(t, params, f"text_input[{i}]") for i, t in enumerate(texts)]
         results = await asyncio.gather(*(self.generate(plan) for plan in plans))
