@@ -156,7 +156,7 @@ class TranslationModel(ServedModel):
         if cached is not None:
             positional.check(cached, "decoder_cached", inputs=5, outputs=3)
             positional.check(self.cross_kv, "cross_kv", inputs=1, outputs=1)
-            slots = cached.graph.inputs[4].shape
+            slots = cached.inputs[4].shape
             if len(slots) != 5 or slots[3] < self.positions:
                 raise ValueError(f"decoder_cached's past must be (batch, layers, 2, positions, D) with "
                                  f"at least {self.positions} positions, not {slots}")

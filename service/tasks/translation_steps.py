@@ -79,7 +79,7 @@ class Stepper:
         self._joining: list[Sequence] = []
         self._task: asyncio.Task | None = None
         self._rows: list[Sequence] = []
-        past = decoder.graph.inputs[4].shape if cached else None
+        past = decoder.inputs[4].shape if cached else None
         self._past_shape = tuple(past[1:]) if past is not None else None  # (L, 2, P, D)
         self._arrays: dict[str, np.ndarray] = {}
 
