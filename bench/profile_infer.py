@@ -36,7 +36,9 @@ PYTHON = sys.executable
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--trees", default="/work/main,.", help="comma-separated code trees; the first is the reference")
+    parser.add_argument("--trees", default="/work/main,.",
+                        help="comma-separated code trees, each optionally with its own flags after a '+' "
+                             "(/work/main+--no-access-log); the first is the reference")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--connections", type=int, default=64)
@@ -46,14 +48,14 @@ def main() -> None:
     parser.add_argument("--flags", default="", help="extra modelserve flags, for every tree")
     parser.add_argument("--profile", default="", help="folder for py-spy profiles ('' = none)")
     args = parser.parse_args()
-    trees = [Path(t).resolve() for t in args.trees.split(",")]
+    trees = args.trees.split(",")
 
     with tempfile.TemporaryDirectory() as folder:
         repository = models.write_repository(Path(folder), args.batching)
         body = orjson.dumps({"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32",
                                           "data": [round(0.01 * i, 2) for i in range(64)]}]})
-        rates: dict[Path, list[float]] = {t: [] for t in trees}
-        per_cpu: dict[Path, list[float]] = {t: [] for t in trees}
+        rates: dict[str, list[float]] = {t: [] for t in trees}
+        per_cpu: dict[str, list[float]] = {t: [] for t in trees}
         for round_ in range(args.rounds):
             for tree in trees:
                 with Server(tree, repository, args) as url:
@@ -69,7 +71,7 @@ def main() -> None:
             out.mkdir(parents=True, exist_ok=True)
             for index, tree in enumerate(trees):
                 with Server(tree, repository, args) as url:
-                    raw = out / f"{index}-{tree.name or 'root'}.txt"
+                    raw = out / f"{index}.txt"
                     spy = subprocess.Popen(["taskset", "-c", args.client_core, str(Path(PYTHON).parent / "py-spy"),
                                             "record", "--format", "raw", "--nonblocking", "-r", "200",
                                             "-d", str(round(args.seconds)), "-p", str(Server.last_pid), "-o", str(raw)],
@@ -140,13 +142,14 @@ def _print_top(raw: Path, count: int = 25) -> None:
 class Server:
     last_pid = 0
 
-    def __init__(self, tree: Path, repository: Path, args):
+    def __init__(self, tree: str, repository: Path, args):
+        tree, _, flags = tree.partition("+")
         with __import__("socket").socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
         self.command = ["taskset", "-c", args.server_core, PYTHON, "-m", "service", "--model-repository",
-                        str(repository), "--port", str(self.port), "--grpc-port", "0", *args.flags.split()]
-        self.tree = tree
+                        str(repository), "--port", str(self.port), "--grpc-port", "0", *args.flags.split(), *flags.split()]
+        self.tree = Path(tree).resolve()
 
     def __enter__(self) -> str:
         # The tree's own service/ wins: `python -m` puts the working folder first on sys.path.
