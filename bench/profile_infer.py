@@ -63,7 +63,7 @@ def main() -> None:
                     result = _wrk(url, body, args)
                     cpu = _cpu_seconds(Server.last_pid) - cpu
                 rates[tree].append(result.requests_per_s)
-                per_cpu[tree].append(result.requests_per_s * round(args.seconds) / cpu)
+                per_cpu[tree].append(result.requests_per_s * round(args.seconds) / max(cpu, 0.01))
                 print(f"round {round_ + 1} {tree}: {result.requests_per_s:,.0f} req/s, {per_cpu[tree][-1]:,.0f} req per "
                       f"CPU-s, p50 {result.p50_ms:.1f} ms p99 {result.p99_ms:.1f} ms errors {result.errors}", flush=True)
         if args.profile:
