@@ -2,7 +2,9 @@
 
 import asyncio
 import gc
+import inspect
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -70,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         default_response_class=JSONResponse,
         docs_url=None,  # api_docs serves /docs and /redoc with local assets, not a CDN's
         redoc_url=None,
+        **_without_otel(),
     )
     app.state.settings = settings
     app.state.limits = Limits(settings.max_tensor_elements, settings.max_json_depth)
@@ -86,6 +89,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api_docs.router)  # /docs and /redoc
     openapi.install(app)  # the document as the service answers, middlewares included
     return app
+
+
+def _without_otel() -> dict:
+    """FastAPI >= 0.165's OpenTelemetry off, unless asked for with FASTAPI_OTEL_AUTO_CONFIGURE:
+    with no provider set up it records nothing, yet looks the providers up (environment reads)
+    on every request. The service's metrics are Prometheus'."""
+    if "telemetry" not in inspect.signature(FastAPI.__init__).parameters:
+        return {}
+    if os.environ.get("FASTAPI_OTEL_AUTO_CONFIGURE", "").lower() == "true":
+        return {}
+    return {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
 
 
 def _drain_on_signal(begin: Callable[[], None]) -> None:

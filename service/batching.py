@@ -2,7 +2,8 @@
 
 A request waits in a queue; a collector takes as many compatible requests as fit in
 `max_batch_size` rows (waiting at most `max_queue_delay` for more), runs them as one batch in a
-worker thread, and hands each requester exactly its own rows. While every worker is busy the
+worker thread (on the event loop when the runner measured its runs to take microseconds), and
+hands each requester exactly its own rows. While every worker is busy the
 queue fills, so batches grow with load even with no delay at all.
 """
 
@@ -45,9 +46,16 @@ class Batcher:
     """Queue and collect loop for one graph; `submit` is the only door."""
 
     def __init__(
-        self, run_batch: RunBatch, executor: Executor, policy: BatchPolicy, labels: tuple[str, str], stats: ModelStats
+        self,
+        run_batch: RunBatch,
+        executor: Executor,
+        policy: BatchPolicy,
+        labels: tuple[str, str],
+        stats: ModelStats,
+        inline: Callable[[], bool] = lambda: False,
     ):
         self._run_batch = run_batch
+        self._inline = inline
         self._stats = stats
         self._closing = False
         self._executor = executor
@@ -151,7 +159,16 @@ class Batcher:
             feeds = batch[0].feeds
         else:
             feeds = {name: np.concatenate([p.feeds[name] for p in batch]) for name in batch[0].feeds}
-        future = asyncio.get_running_loop().run_in_executor(self._executor, self._run_batch, feeds)
+        loop = asyncio.get_running_loop()
+        if self._inline():
+            future = loop.create_future()
+            try:
+                future.set_result(self._run_batch(feeds))
+            except Exception as exc:  # noqa: BLE001  (handed to the requesters, as from a thread)
+                future.set_exception(exc)
+            self._finish(batch, release_slot, future)
+            return
+        future = loop.run_in_executor(self._executor, self._run_batch, feeds)
         future.add_done_callback(functools.partial(self._finish, batch, release_slot))
 
     def _finish(self, batch: list[_Pending], release_slot: bool, future: asyncio.Future) -> None:

@@ -3,6 +3,7 @@ else below it; nothing here imports FastAPI or grpc. It resolves models, checks 
 signatures, runs the repository and statistics extensions, and keeps the request metrics."""
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -207,7 +208,7 @@ class _Outcome:
 
     def __init__(self, model: ServedModel, protocol: str):
         self.model = model
-        self.labels = (model.name, str(model.version), protocol)
+        self.labels = (model.name, model.version, protocol)
         self.items = 0
         self.started = time.perf_counter()
 
@@ -217,12 +218,13 @@ class _Outcome:
     def __exit__(self, exc_type, exc, traceback) -> bool:
         elapsed = time.perf_counter() - self.started
         if exc_type is None:
-            metrics.REQUEST_SUCCESS.labels(*self.labels).inc()
-            metrics.INFERENCE_COUNT.labels(*self.labels).inc(self.items)
-            metrics.REQUEST_DURATION.labels(*self.labels).observe(elapsed)
+            success, items, duration = _request_series(*self.labels)
+            success.inc()
+            items.inc(self.items)
+            duration.observe(elapsed)
             self.model.stats.request_done(True, elapsed, self.items)
         else:
-            metrics.REQUEST_FAILURE.labels(*self.labels, _reason(exc_type)).inc()
+            metrics.REQUEST_FAILURE.labels(self.labels[0], str(self.labels[1]), self.labels[2], _reason(exc_type)).inc()
             self.model.stats.request_done(False, elapsed)
         return False
 
@@ -234,6 +236,16 @@ class _Outcome:
         except BaseException as exc:
             self.__exit__(type(exc), exc, None)
             raise
+
+
+@functools.cache
+def _request_series(name: str, version, protocol: str) -> tuple:
+    """A successful request's three series, looked up once per model version and transport:
+    prometheus-client's `labels()` costs more than the increments themselves. These series are
+    never removed, so a cached child stays the registered one."""
+    labels = (name, str(version), protocol)
+    return (metrics.REQUEST_SUCCESS.labels(*labels), metrics.INFERENCE_COUNT.labels(*labels),
+            metrics.REQUEST_DURATION.labels(*labels))
 
 
 def _reason(exc_type: type[BaseException]) -> str:

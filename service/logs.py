@@ -11,14 +11,26 @@ import orjson
 
 # Attributes every LogRecord has; anything else came in through `extra=` and is kept.
 # uvicorn's color_message is its message again, with terminal escapes.
-_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName", "color_message"}
+_STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName", "color_message"}
+
+# The lines carry no source file, line, thread or process: don't have every record look them
+# up (the logging HOWTO's "Optimization"; the caller's frame walk is the dearest). One access
+# line per request made these a measurable share of a 1-row infer (bench/profile_infer.py).
+logging._srcfile = None  # noqa: SLF001  (the documented switch for findCaller)
+logging.logThreads = False
+logging.logProcesses = False
+logging.logMultiprocessing = False
 
 
 class JSONFormatter(logging.Formatter):
+    _second, _second_text = -1, ""  # the last second formatted: most lines share it
+
     def format(self, record: logging.LogRecord) -> str:
+        second = int(record.created)
+        if second != self._second:
+            self._second, self._second_text = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         entry = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "time": f"{self._second_text}.{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -26,9 +38,11 @@ class JSONFormatter(logging.Formatter):
         access = getattr(record, "access", None)
         if access is not None:
             entry.update(access)
-        for key, value in vars(record).items():
-            if key not in _STANDARD and key != "access":
-                entry[key] = value
+        extra = record.__dict__.keys() - _STANDARD
+        if extra:
+            extra.discard("access")
+            for key in extra:
+                entry[key] = record.__dict__[key]
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(entry, default=str).decode()

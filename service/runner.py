@@ -1,5 +1,6 @@
-"""Execution of one graph: its session in a worker thread, its batcher, its metrics and
-statistics. Tasks call `run`; nothing above the tasks touches a runner."""
+"""Execution of one graph: its session in a worker thread (or on the event loop when it takes
+microseconds), its batcher, its metrics and statistics. Tasks call `run`; nothing above the
+tasks touches a runner."""
 
 import asyncio
 import time
@@ -12,9 +13,16 @@ from service.batching import Batcher, BatchPolicy
 from service.runtime import Graph, TensorSpec
 from service.stats import ModelStats
 
+# A run measured below this goes on the event loop: the hop to a worker thread and back costs
+# more than that (measured on one core, bench/profile_infer.py: the submit, the wake-up and the
+# wait for the GIL, which the loop holds for up to 5 ms while the finished worker waits),
+# and it blocks the loop for no longer than parsing a large request would.
+INLINE_BELOW_S = 0.0005
+_SMOOTHING = 0.2  # weight of the newest run in the moving average of run times
 
 class GraphRunner:
-    """Runs one graph in a worker thread, never on the event loop, and records its metrics.
+    """Runs one graph in a worker thread, or inline once its runs are measured to take less
+    than INLINE_BELOW_S, and records its metrics.
 
     With a batch policy, and a graph whose every input and output has a dynamic first axis,
     concurrent calls go through a dynamic batcher and share executions.
@@ -30,10 +38,15 @@ class GraphRunner:
     ):
         self._graph = graph
         self._executor = executor
+        # Unknown until measured: the first runs (ORT's warm-up among them) go to a thread.
+        self._recent_s = 4 * INLINE_BELOW_S
+        # Measured in CPU time of the running thread, so a busy machine's preemptions don't
+        # count; only where the CPU does the work (a GPU's run waits with its CPU idle).
+        self._may_inline = graph.provider == "CPUExecutionProvider"
         self.stats = stats or ModelStats()  # shared by the graphs of one model version
         batchable = all(s.has_batch_axis for s in (*graph.inputs, *graph.outputs))
         self.batcher = (
-            Batcher(self.run_sync, executor, policy, labels, self.stats)
+            Batcher(self.run_sync, executor, policy, labels, self.stats, inline=self.runs_inline)
             if policy is not None and policy.max_batch_size > 0 and batchable
             else None
         )
@@ -62,8 +75,15 @@ class GraphRunner:
         if self.batcher is not None:
             outputs = await self.batcher.submit(feeds)
             return {n: outputs[n] for n in output_names} if output_names else outputs
+        if self.runs_inline():
+            return self.run_sync(feeds, output_names)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self.run_sync, feeds, output_names)
+
+    def runs_inline(self) -> bool:
+        """Whether the next run goes on the event loop: its recent runs were that short. Inline
+        runs are measured too, so a graph whose runs grow goes back to the threads."""
+        return self._may_inline and self._recent_s < INLINE_BELOW_S
 
     def close(self) -> None:
         """Stop batching once the requests already queued are served."""
@@ -71,9 +91,10 @@ class GraphRunner:
             self.batcher.close()
 
     def run_sync(self, feeds: dict[str, np.ndarray], output_names: list[str] | None = None) -> dict[str, np.ndarray]:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.thread_time()
         outputs = self._graph.run(feeds, output_names)
         elapsed = time.perf_counter() - started
+        self._recent_s += _SMOOTHING * (time.thread_time() - cpu_started - self._recent_s)
         rows = _rows(feeds)
         self._compute.observe(elapsed)
         self._exec_count.inc()

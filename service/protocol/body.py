@@ -23,8 +23,30 @@ async def read_body(request: Request, limit: int) -> bytes:
             chunks.append(chunk)
     except ClientDisconnect:  # not a fault of ours: no traceback, no 500 in the log
         raise ClientDisconnected(f"client disconnected after {size} bytes of its body") from None
-    body = b"".join(chunks)
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    return decoded(b"".join(chunks), request.headers.get("content-encoding"), limit)
+
+
+async def receive_body(receive, encoding: str | None, limit: int) -> bytes:
+    """`read_body` straight from ASGI's `receive`, for the infer route: no Request, no stream
+    generator. `encoding` is the Content-Encoding header's value."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # http.disconnect
+            raise ClientDisconnected(f"client disconnected after {size} bytes of its body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return decoded(chunks[0] if len(chunks) == 1 else b"".join(chunks), encoding, limit)
+
+
+def decoded(body: bytes, encoding: str | None, limit: int) -> bytes:
+    """The body decompressed as its Content-Encoding says, within `limit` bytes."""
+    if encoding is None:
+        return body
+    encoding = encoding.strip().lower()
     if encoding in ("", "identity"):
         return body
     if encoding not in ("gzip", "deflate"):

@@ -6,8 +6,6 @@ the documented route (`v2.infer_response`), with the same `{"error": ...}` answe
 else passes through to the app.
 """
 
-from starlette.requests import Request
-
 from service.middleware.routes import INFER_PATH
 from service.protocol.errors import render
 from service.protocol.v2 import infer_response
@@ -22,10 +20,11 @@ class FastInfer:
         if match is None:
             await self.app(scope, receive, send)
             return
-        request = Request(scope, receive)
         state = scope["app"].state
         try:
-            body, headers = await infer_response(request, state.dataplane, state.limits, match[1], match[2])
+            body, headers = await infer_response(
+                scope, receive, state.dataplane, state.limits, state.settings.max_request_bytes, match[1], match[2]
+            )
             status = 200
             raw_headers = [(k.encode(), v.encode()) for k, v in headers.items()]
             raw_headers.append((b"content-length", str(len(body)).encode()))

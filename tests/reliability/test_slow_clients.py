@@ -92,6 +92,22 @@ def test_an_idle_kept_alive_connection_is_closed(server):
     sock.close()
 
 
+def test_a_later_head_on_a_kept_alive_connection_has_its_own_deadline(server):
+    # One timer per connection: requests answered well within the deadline keep the
+    # connection open, and a head that then trickles is still closed.
+    sock = connect(server.url)
+    body = httpx.Request("POST", f"{server.url}{INFER}", json=ONE).content
+    for _ in range(3):
+        send_head(sock, "POST", INFER, {"Content-Type": "application/json", "Content-Length": str(len(body))})
+        sock.sendall(body)
+        status, headers, _ = read_response(sock)
+        assert status == 200 and headers.get("connection") != "close"
+        time.sleep(0.4)  # the three span more than the 1 s head timeout
+    sock.sendall(b"POST /v2/models/m/infer HTTP/1.1\r\nHost: x\r\n")  # and never finishes
+    assert closed_by_server(sock)
+    sock.close()
+
+
 def test_a_body_slower_than_the_timeout_is_408_and_closed(server):
     pid = server.process.pid
     baseline = open_sockets(pid)
