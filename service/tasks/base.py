@@ -50,6 +50,12 @@ class GraphRunner:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self.run_sync, feeds, output_names)
 
+    async def execute(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run now in a worker thread, past the batcher: for a caller that gathers its own batch
+        (the diffusion stepper stacks every generation's step), so no queue delay applies."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.run_sync, feeds)
+
     def close(self) -> None:
         """Stop batching once the requests already queued are served."""
         if self.batcher is not None:

@@ -14,6 +14,13 @@ async def run(runner: GraphRunner, *inputs: np.ndarray) -> list[np.ndarray]:
     return [outputs[spec.name] for spec in graph.outputs]
 
 
+async def execute(runner: GraphRunner, *inputs: np.ndarray) -> list[np.ndarray]:
+    """As run(), but at once, past the graph's batcher (the caller batched the rows itself)."""
+    graph = runner.graph
+    outputs = await runner.execute({spec.name: array for spec, array in zip(graph.inputs, inputs, strict=True)})
+    return [outputs[spec.name] for spec in graph.outputs]
+
+
 def check(runner: GraphRunner, role: str, inputs: int, outputs: int) -> None:
     """At load: the graph has the inputs its task feeds and at least the outputs it reads."""
     graph = runner.graph
