@@ -104,17 +104,20 @@ class Cohort:
         if len(self._guided):
             cond, null = e[self._primary[self._guided]], e[self._null]
             eps[self._guided] = diffusion.guide(cond, null, self._guidance)
-        coef = self._coef[self._pos]  # (R, 6) each row's constants at its own step
+        coef = self._coef[:, self._pos]  # (6, R) each row's constants at its own step
         x, self.x0 = diffusion.denoise_step(self.x, eps, coef, self.clip)
-        for k in np.flatnonzero(self._noisy[self._member_pos]):  # fresh noise, each from its own generator
-            m = self.members[k]
-            x[m.rows] = x[m.rows] + coef[m.rows.start, C_NOISE] * m.rng.standard_normal((m.n, *self.shape))
+        noisy = self._noisy[self._member_pos]
+        if noisy.any():  # fresh noise, each member's from its own generator
+            for k in np.flatnonzero(noisy):
+                m = self.members[k]
+                x[m.rows] = x[m.rows] + coef[C_NOISE, m.rows.start] * m.rng.standard_normal((m.n, *self.shape))
         self.x = x
         self._pos += 1
         self._member_pos += 1
-        done = np.flatnonzero(self._member_pos == self._member_end)
-        if not len(done):
+        ended = self._member_pos == self._member_end
+        if not ended.any():
             return []
+        done = np.flatnonzero(ended)
         finished = [self.members[k] for k in done]
         out = [(m, x[m.rows].astype(np.float32)) for m in finished]
         self.leave(*finished)
@@ -152,7 +155,7 @@ class Cohort:
         empty = np.zeros((0, *self.shape))
         self.x = np.concatenate([empty, *(m.x for m in members)])  # (R, *shape)
         self.x0 = np.concatenate([empty, *(np.zeros_like(m.x) if m.x0 is None else m.x0 for m in members)])
-        self._coef = np.concatenate([np.zeros((0, 6)), *(m.schedule.coef for m in members)])
+        self._coef = np.concatenate([np.zeros((0, 6)), *(m.schedule.coef for m in members)]).T.copy()  # (6, ΣS)
         self._t = np.concatenate([np.zeros(0, np.int64), *(m.schedule.t for m in members)])
         self._noisy = np.concatenate([np.zeros(0, bool), *(m.schedule.noisy for m in members)])
         self._pos = np.repeat(self._member_pos, sizes)  # (R,) each row's step, into the tables

@@ -102,13 +102,13 @@ def guide(eps_cond: np.ndarray, eps_null: np.ndarray, guidance) -> np.ndarray:
 
 def denoise_step(x: np.ndarray, eps: np.ndarray, coef: np.ndarray,
                  clip: tuple[float, float] | None) -> tuple[np.ndarray, np.ndarray]:
-    """x_t and eps (R, *shape) float64, the step's constants (6,) or each row's (R, 6) ->
+    """x_t and eps (R, *shape) float64, the step's constants (6,) or each row's (6, R) ->
     (x_prev before fresh noise, predicted x0)."""
-    c = coef.T.reshape(6, -1, *(1,) * (x.ndim - 1)) if coef.ndim == 2 else coef
+    c = coef.reshape(6, -1, *(1,) * (x.ndim - 1)) if coef.ndim == 2 else coef
     # x0 from x_t = sqrt(ab) x0 + sqrt(1 - ab) eps  (Ho et al. 2020, eq. 4)
     x0 = (x - c[SQRT_1M_AB] * eps) / c[SQRT_AB]
     if clip is not None:
-        x0 = np.clip(x0, *clip)
+        x0 = np.minimum(np.maximum(x0, clip[0]), clip[1])  # np.clip, without its wrappers' cost
         eps = (x - c[SQRT_AB] * x0) / c[SQRT_1M_AB]  # consistent with clipped x0
     return c[C_X0] * x0 + (c[C_X] * x + c[C_EPS] * eps), x0
 
