@@ -45,12 +45,11 @@ class Member:
         return len(self.x)
 
 
-def member(betas, shape: tuple[int, ...], steps: int | None = None, sampler: str = "ddpm",
-           eta: float = 0.0, labels: np.ndarray | None = None, null_label: int | None = None,
-           guidance: float = 0.0, seed: int | None = None, rows: np.ndarray | None = None,
-           tag: object = None) -> Member:
-    """A Member from diffusion.sample()'s arguments; with `rows`, a label is a row of it."""
-    plan = diffusion.schedule(betas, steps, sampler, eta)
+def member(plan: Schedule, shape: tuple[int, ...], labels: np.ndarray | None = None,
+           null_label: int | None = None, guidance: float = 0.0, seed: int | None = None,
+           rows: np.ndarray | None = None, tag: object = None) -> Member:
+    """A Member from diffusion.sample()'s arguments (the schedule made by diffusion.schedule, which
+    a model can reuse); with `rows`, a label is a row of it."""
     rng = np.random.Generator(np.random.PCG64(seed))
     x = diffusion.initial_noise(rng, shape, None)
     label, guided = diffusion.call_labels(shape[0], labels, null_label, guidance)

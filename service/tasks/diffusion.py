@@ -2,6 +2,7 @@
 model's stepper (service/tasks/stepper.py), which takes the steps of all concurrent generations
 with one denoiser execution and one vectorised update each."""
 
+import functools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Literal
@@ -12,6 +13,7 @@ from pydantic import Field
 from service.errors import InvalidInput
 from service.runtime import TensorSpec
 from service.sampling import cohort
+from service.sampling import diffusion as sampling
 from service.tasks import positional
 from service.tasks.stepper import Stepper
 from service.tasks.generative import Event, Generation, GenerativeModel, Progress, data_spec
@@ -85,6 +87,8 @@ class DiffusionModel(GenerativeModel):
         self.labels = list(config.labels) if config.labels else None
         self.units = Units(data_spec(config, self.denoiser.graph.inputs[0], "denoiser input x_t"))
         self.stepper = Stepper(self.denoiser, self.units.shape, self.units.network_range)
+        # A schedule depends only on (steps, sampler, eta): computed once, not per request.
+        self.schedule = functools.lru_cache(maxsize=256)(functools.partial(sampling.schedule, self.betas))
 
     def required_inputs(self) -> set[str]:
         # A class-conditional model trained without a null label cannot sample unconditionally.
@@ -151,9 +155,9 @@ class DiffusionModel(GenerativeModel):
         condition = await self.conditioning(plan)
         steps = plan.steps or self.default_steps
         member = cohort.member(
-            self.betas, (plan.num_samples, *self.units.shape), steps=steps, sampler=plan.sampler,
-            eta=plan.eta or 0.0, labels=condition.labels, null_label=condition.null_label,
-            guidance=condition.guidance, seed=plan.seed, rows=condition.rows,
+            self.schedule(steps, plan.sampler, plan.eta or 0.0), (plan.num_samples, *self.units.shape),
+            labels=condition.labels, null_label=condition.null_label, guidance=condition.guidance,
+            seed=plan.seed, rows=condition.rows,
         )
         async for event in self.stepper.run(member, every):
             if isinstance(event, tuple):  # the clean-sample prediction after `done` denoiser calls

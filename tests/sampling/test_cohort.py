@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from service.sampling import cohort as batched
-from service.sampling.diffusion import run, sample
+from service.sampling.diffusion import run, sample, schedule
 
 T = 100
 BETAS = np.linspace(1e-4, 0.05, T)
@@ -35,7 +35,8 @@ def solo(n, kw):
 
 def member(n, kw, tag=None, rows=None):
     kw = dict(kw)
-    return batched.member(BETAS, (n, *SHAPE), null_label=NULL, labels=kw.pop("labels", None), rows=rows,
+    plan = schedule(BETAS, kw.pop("steps", None), kw.pop("sampler", "ddpm"), kw.pop("eta", 0.0))
+    return batched.member(plan, (n, *SHAPE), null_label=NULL, labels=kw.pop("labels", None), rows=rows,
                           tag=tag, **kw)
 
 
