@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from service.sampling import cohort  # noqa: E402
-from service.sampling.diffusion import sample, schedule  # noqa: E402
+from service.sampling import cohort
+from service.sampling.diffusion import sample, schedule
 
 BETAS = np.linspace(1e-4, 0.02, 1000)
 SHAPE = (1, 8, 8)

@@ -15,9 +15,9 @@ from service.runtime import TensorSpec
 from service.sampling import cohort
 from service.sampling import diffusion as sampling
 from service.tasks import positional
-from service.tasks.stepper import Stepper
 from service.tasks.generative import Event, Generation, GenerativeModel, Progress, data_spec
 from service.tasks.params import GenerateParams
+from service.tasks.stepper import Stepper
 from service.tasks.units import Units
 
 Label = int | str

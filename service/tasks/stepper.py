@@ -96,7 +96,7 @@ class Stepper:
                 continue
             try:
                 finished = await self._step(cohort)
-            except Exception as exc:  # every member of the failed execution learns it
+            except Exception as exc:  # noqa: BLE001  (any failure of the step reaches every member of it)
                 for m in cohort.members:
                     m.tag.events.put_nowait(exc)
                 cohort.leave(*cohort.members)
