@@ -80,6 +80,8 @@ class Cohort:
 
     def call(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """x_t (Rc, *shape) float32, t (Rc,) int64 and the conditioning rows of the next call."""
+        if self._plain:
+            return self.x.astype(np.float32), self._t[self._pos], self._cond
         return self.x[self._source].astype(np.float32), self._t[self._pos[self._source]], self._cond
 
     def chunks(self, max_rows: int) -> list[slice]:
@@ -99,7 +101,7 @@ class Cohort:
         """Take one step for every member with eps (Rc, *shape) of the call; the members that
         took their last step leave, each with its samples (n, *shape) float32."""
         e = np.asarray(eps, dtype=np.float64).reshape(len(self._source), *self.shape)
-        eps = e[self._primary]
+        eps = e if self._plain else e[self._primary]
         if len(self._guided):
             cond, null = e[self._primary[self._guided]], e[self._null]
             eps[self._guided] = diffusion.guide(cond, null, self._guidance)
@@ -169,5 +171,6 @@ class Cohort:
         source[self._primary] = np.arange(len(self.x))
         source[self._null] = self._guided
         self._source = source
+        self._plain = not guided.any()  # call rows are the state rows: no gathering needed
         self._call_sizes = call_sizes.tolist()
         self._cond = np.concatenate([m.cond for m in members]) if members else np.zeros(0, np.int64)
