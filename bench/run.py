@@ -134,14 +134,15 @@ def _ort_in_process(model_path: Path, seconds: float = 2.0) -> tuple[float, floa
 
 
 class _Server:
-    def __init__(self, command: list[str]):
+    def __init__(self, command: list[str], cwd: Path = ROOT):
+        self.cwd = cwd  # the source tree it runs (another checkout's, to compare code)
         with __import__("socket").socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
         self.command = [part.replace("{port}", str(self.port)) for part in command]
 
     def __enter__(self) -> str:
-        self.process = subprocess.Popen(self.command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        self.process = subprocess.Popen(self.command, cwd=self.cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                         env={**os.environ, "MODELSERVE_LOG_LEVEL": "warning"})
         url = f"http://127.0.0.1:{self.port}"
         for _ in range(300):

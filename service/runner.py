@@ -80,6 +80,14 @@ class GraphRunner:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self.run_sync, feeds, output_names)
 
+    async def execute(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run now, past the batcher: for a caller that gathers its own batch (the diffusion
+        stepper stacks every generation's step), so no queue delay applies."""
+        if self.runs_inline():
+            return self.run_sync(feeds)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.run_sync, feeds)
+
     def runs_inline(self) -> bool:
         """Whether the next run goes on the event loop: its recent runs were that short. Inline
         runs are measured too, so a graph whose runs grow goes back to the threads."""

@@ -1,6 +1,8 @@
-"""Diffusion: DDPM/DDIM sampling (service/sampling/diffusion.py), one denoiser call per step for
-the whole batch, each through the graph's runner so concurrent generations can share batches."""
+"""Diffusion: DDPM/DDIM sampling (service/sampling/diffusion.py). Each generation joins the
+model's stepper (service/tasks/stepper.py), which takes the steps of all concurrent generations
+with one denoiser execution and one vectorised update each."""
 
+import functools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Literal
@@ -10,10 +12,12 @@ from pydantic import Field
 
 from service.errors import InvalidInput
 from service.runtime import TensorSpec
+from service.sampling import cohort
 from service.sampling import diffusion as sampling
 from service.tasks import positional
 from service.tasks.generative import Event, Generation, GenerativeModel, Progress, data_spec
 from service.tasks.params import GenerateParams
+from service.tasks.stepper import Stepper
 from service.tasks.units import Units
 
 Label = int | str
@@ -82,6 +86,9 @@ class DiffusionModel(GenerativeModel):
             raise ValueError(f"need default_steps <= max_steps <= T = {timesteps} (the schedule's length)")
         self.labels = list(config.labels) if config.labels else None
         self.units = Units(data_spec(config, self.denoiser.inputs[0], "denoiser input x_t"))
+        self.stepper = Stepper(self.denoiser, self.units.shape, self.units.network_range)
+        # A schedule depends only on (steps, sampler, eta): computed once, not per request.
+        self.schedule = functools.lru_cache(maxsize=256)(functools.partial(sampling.schedule, self.betas))
 
     def required_inputs(self) -> set[str]:
         # A class-conditional model trained without a null label cannot sample unconditionally.
@@ -147,23 +154,17 @@ class DiffusionModel(GenerativeModel):
     async def _sample(self, plan: SamplerParams, every: int | None) -> AsyncIterator[Event]:
         condition = await self.conditioning(plan)
         steps = plan.steps or self.default_steps
-        calls = sampling.sample(
-            self.betas, (plan.num_samples, *self.units.shape), steps=steps, sampler=plan.sampler,
-            eta=plan.eta or 0.0, labels=condition.labels, null_label=condition.null_label,
-            guidance=condition.guidance, clip=self.units.network_range, seed=plan.seed,
+        member = cohort.member(
+            self.schedule(steps, plan.sampler, plan.eta or 0.0), (plan.num_samples, *self.units.shape),
+            labels=condition.labels, null_label=condition.null_label, guidance=condition.guidance,
+            seed=plan.seed, rows=condition.rows,
         )
-        call = next(calls)
-        while True:
-            # call.x0_pred is the clean-sample prediction after call.step denoiser calls.
-            if every and call.x0_pred is not None and call.step % every == 0:
-                yield Progress(call.step, call.steps, self.units.to_raw(call.x0_pred))
-            label = call.label if condition.rows is None else condition.rows[call.label]
-            eps = (await positional.run(self.denoiser, call.x_t, call.t, label))[0]
-            try:
-                call = calls.send(eps)
-            except StopIteration as done:
-                yield Generation(self.units.to_raw(done.value), plan.seed, self._facts(plan, steps))
-                return
+        async for event in self.stepper.run(member, every):
+            if isinstance(event, tuple):  # the clean-sample prediction after `done` denoiser calls
+                done, x0_pred = event
+                yield Progress(done, steps, self.units.to_raw(x0_pred))
+            else:
+                yield Generation(self.units.to_raw(event), plan.seed, self._facts(plan, steps))
 
     def _facts(self, plan: DiffusionParams, steps: int) -> dict:
         facts = {"steps": steps, "sampler": plan.sampler}

@@ -13,6 +13,12 @@ async def run(runner: GraphRunner, *inputs: np.ndarray) -> list[np.ndarray]:
     return [outputs[spec.name] for spec in runner.outputs]
 
 
+async def execute(runner: GraphRunner, *inputs: np.ndarray) -> list[np.ndarray]:
+    """As run(), but at once, past the graph's batcher (the caller batched the rows itself)."""
+    outputs = await runner.execute({spec.name: array for spec, array in zip(runner.inputs, inputs, strict=True)})
+    return [outputs[spec.name] for spec in runner.outputs]
+
+
 def check(runner: GraphRunner, role: str, inputs: int, outputs: int) -> None:
     """At load: the graph has the inputs its task feeds and at least the outputs it reads."""
     if len(runner.inputs) != inputs or len(runner.outputs) < outputs:
