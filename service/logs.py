@@ -16,7 +16,7 @@ _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", 
 # The lines carry no source file, line, thread or process: don't have every record look them
 # up (the logging HOWTO's "Optimization"; the caller's frame walk is the dearest). One access
 # line per request made these a measurable share of a 1-row infer (bench/profile_infer.py).
-logging._srcfile = None  # noqa: SLF001  (the documented switch for findCaller)
+logging._srcfile = None
 logging.logThreads = False
 logging.logProcesses = False
 logging.logMultiprocessing = False

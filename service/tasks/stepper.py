@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from service.errors import ModelNotReady
+from service.runner import GraphRunner
 from service.sampling.cohort import Cohort, Member
 from service.tasks import positional
-from service.runner import GraphRunner
 
 # What a generation receives: (steps done, predicted x0 (n, *shape)) while running, then its
 # samples (n, *shape) float32 in network units.
