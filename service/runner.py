@@ -76,7 +76,9 @@ class GraphRunner:
             outputs = await self.batcher.submit(feeds)
             return {n: outputs[n] for n in output_names} if output_names else outputs
         if self.runs_inline():
-            return self.run_sync(feeds, output_names)
+            outputs = self.run_sync(feeds, output_names)
+            await _let_others_run()
+            return outputs
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self.run_sync, feeds, output_names)
 
@@ -84,7 +86,9 @@ class GraphRunner:
         """Run now, past the batcher: for a caller that gathers its own batch (the diffusion
         stepper stacks every generation's step), so no queue delay applies."""
         if self.runs_inline():
-            return self.run_sync(feeds)
+            outputs = self.run_sync(feeds)
+            await _let_others_run()
+            return outputs
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self.run_sync, feeds)
 
@@ -109,6 +113,12 @@ class GraphRunner:
         self._batch_size.observe(rows)
         self.stats.executed(rows, elapsed)
         return outputs
+
+
+async def _let_others_run() -> None:
+    """An inline run never suspends its caller, so a loop of them (a sampler's steps) would hold
+    the event loop to its end: no other request, and no client disconnect, seen until then."""
+    await asyncio.sleep(0)
 
 
 def _rows(feeds: dict[str, np.ndarray]) -> int:
