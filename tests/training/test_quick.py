@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from service.config import TASK_GRAPHS, build_config, read_yaml
+from tests.training.portable import traces
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = {
@@ -119,6 +120,12 @@ def test_card_has_the_required_fields(repo, name):
     if card["task"] in GENERATIVE and name != "moons-flow":
         verdicts = [v for k, v in card["metrics"].items() if k.startswith("judge")]
         assert verdicts and all(sum(v["histogram"].values()) == v["samples"] for v in verdicts)
+
+
+def test_nothing_written_names_the_machine(repo):
+    """Written under an absolute --output: no path, host or user name in any file."""
+    found = {str(p.relative_to(repo)): traces(p) for p in sorted(repo.rglob("*")) if p.is_file()}
+    assert {name: paths for name, paths in found.items() if paths} == {}
 
 
 def test_a_second_run_writes_the_next_version_and_keeps_the_operator_config(repo):
