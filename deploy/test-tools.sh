@@ -1,7 +1,9 @@
 #!/bin/sh
-# Tools the deploy checks in tests/deploy run, from Debian when missing: nginx (nginx -t and the
-# topology test), promtool (package prometheus) and docker-compose (compose config). `make test`
-# runs this first. Without apt-get or root, nothing is installed and those tests skip, saying why.
+# Tools the deploy checks in tests/deploy run, from Debian: nginx (nginx -t and the topology
+# test), promtool (package prometheus: the alert rules) and docker-compose (compose config).
+# apt-get runs only when asked: under CI=true, or with INSTALL_TEST_TOOLS=1 (`make test-tools`).
+# Otherwise this says what it would install and why; those tests skip, and the test run ends
+# with a list of what was skipped for want of a tool.
 set -u
 PATH="$PATH:/usr/sbin:/sbin"
 missing=""
@@ -9,6 +11,12 @@ command -v nginx >/dev/null 2>&1 || missing="$missing nginx"
 command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
 command -v docker-compose >/dev/null 2>&1 || missing="$missing docker-compose"
 [ -z "$missing" ] && exit 0
+if [ "${CI:-}" != true ] && [ "${INSTALL_TEST_TOOLS:-}" != 1 ]; then
+    echo "deploy checks: missing$missing (nginx -t and the nginx topology test, promtool on the"
+    echo "  alert rules, docker-compose config); not installing unasked. \`make test-tools\` runs"
+    echo "  apt-get install$missing as root; until then those tests skip."
+    exit 0
+fi
 if ! command -v apt-get >/dev/null 2>&1 || [ "$(id -u)" != 0 ]; then
     echo "deploy checks: missing$missing and no apt-get as root to install them; those tests will skip"
     exit 0

@@ -6,13 +6,39 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+MISSING_TOOL = "missing tool: "  # a skip reason starting so is counted in the run's last lines
+
+
+def skip_for_missing_tool(tool: str, how: str) -> NoReturn:
+    """Skip: `tool` is not installed; `how` says where it comes from. Listed at the end of the run."""
+    __tracebackhide__ = True  # the skip is reported at the caller's line
+    pytest.skip(f"{MISSING_TOOL}{tool} ({how})")
+
+
+def pytest_terminal_summary(terminalreporter, config) -> None:
+    """One plain list of the tests skipped for want of a tool, and how to get them."""
+    missing = Counter()
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        if reason.startswith(MISSING_TOOL):
+            missing[reason.removeprefix(MISSING_TOOL)] += 1
+    if not missing:
+        return
+    terminalreporter.section("skipped for want of a tool", sep="-")
+    for tool, count in sorted(missing.items()):
+        terminalreporter.line(f"{count:4d} {'test' if count == 1 else 'tests'}: {tool}")
+    terminalreporter.line("`make test-tools` installs them (apt-get, as root); CI (CI=true) does so "
+                          "and runs every test.")
 
 
 def free_port() -> int:
@@ -29,19 +55,33 @@ class Server:
         prefix: list[str] | None = None,
     ):
         """`prefix` runs the server under another command (setpriv, unshare...)."""
+        self.repository = repository
+        self.environment = {**os.environ, "MODELSERVE_LOG_LEVEL": "warning", **(env or {})}
+        self.prefix, self.args = prefix or [], args or []
+        self._start()
+
+    def _start(self) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = repository.parent / f"server-{self.port}.log"
-        environment = {**os.environ, "MODELSERVE_LOG_LEVEL": "warning", **(env or {})}
-        command = [*(prefix or []), sys.executable, "-m", "service", "--model-repository", str(repository),
-                   "--host", "127.0.0.1", "--port", str(self.port), *(args or [])]
+        self.log_path = self.repository.parent / f"server-{self.port}.log"
+        command = [*self.prefix, sys.executable, "-m", "service", "--model-repository", str(self.repository),
+                   "--host", "127.0.0.1", "--port", str(self.port), *self.args]
         self._log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=self._log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(command, cwd=ROOT, env=self.environment, stdout=self._log,
+                                        stderr=subprocess.STDOUT)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
+        retries = 3
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                if retries and "address already in use" in self.log():
+                    # Another process (a parallel test worker) bound the port between free_port()
+                    # and the server's own bind: start again on a new one.
+                    retries -= 1
+                    self._log.close()
+                    self._start()
+                    continue
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
             try:
                 if httpx.get(f"{self.url}/v2/health/ready", timeout=1).status_code == 200:

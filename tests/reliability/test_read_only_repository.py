@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from tests import onnx_models
-from tests.conftest import ROOT, Server
+from tests.conftest import ROOT, Server, skip_for_missing_tool
 from tests.reliability.load import ONE, wait_for
 
 # $0 is the repository, "$@" the server's command: mount it read-only over itself, then run.
@@ -46,7 +46,7 @@ def confinement(repo: Path) -> list[str]:
     if os.geteuid() != 0:
         return []  # an ordinary user cannot write through chmod a-w
     if shutil.which("setpriv") is None:
-        pytest.skip("running as root without setpriv: cannot drop privileges to prove the point")
+        skip_for_missing_tool("setpriv", "util-linux: as root, the server must drop privileges")
     owner = ROOT.stat()
     prefix = ["setpriv", f"--reuid={owner.st_uid}", f"--regid={owner.st_gid}", "--clear-groups",
               "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"]
@@ -108,7 +108,7 @@ def test_the_service_never_writes_into_a_read_only_repository(repo, mode):
 
 def test_an_unreadable_model_folder_is_that_models_load_failure(repo):
     if os.geteuid() == 0 and shutil.which("setpriv") is None:
-        pytest.skip("running as root without setpriv: every folder is readable")
+        skip_for_missing_tool("setpriv", "util-linux: as root, every folder is readable")
     secret = repo / "secret"
     secret.mkdir()
     onnx_models.save(onnx_models.add_constant(0.0), secret.parent, "secret")
@@ -133,7 +133,7 @@ def test_an_unreadable_model_folder_is_that_models_load_failure(repo):
 
 def test_an_unreadable_repository_serves_nothing_and_says_why(repo):
     if os.geteuid() == 0 and shutil.which("setpriv") is None:
-        pytest.skip("running as root without setpriv: every folder is readable")
+        skip_for_missing_tool("setpriv", "util-linux: as root, every folder is readable")
     repo.chmod(0o000)
     try:
         server = Server(repo, env={"MODELSERVE_ALLOW_MODEL_CONTROL_WITHOUT_ADMIN_KEYS": "true"},
