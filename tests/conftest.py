@@ -41,6 +41,17 @@ def pytest_terminal_summary(terminalreporter, config) -> None:
                           "and runs every test.")
 
 
+# The files that take longest, longest first: a module fixture trains every model, or thousands
+# of digits are sampled. Run first, parallel workers (make test: pytest-xdist, --dist loadfile)
+# start them at once and share out the rest, instead of one finishing them alone at the end.
+SLOW_FIRST = ["tests/training/test_quick.py", "tests/training/test_committed_models.py"]
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    rank = {path: i for i, path in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -29,16 +29,23 @@ MODELS = {
     "digits-diffusion": "diffusion",
 }
 GENERATIVE = {"gan", "vae", "flow", "diffusion"}
+# The module's first test waits for every model to train and export (the fixture's subprocess
+# has 600 s): pytest-timeout's 300 s would end it first on a loaded 2-core machine.
+pytestmark = pytest.mark.timeout(900)
 CARD_FIELDS = {"name", "version", "task", "family", "dataset", "metrics", "parity", "parameters",
                "training_time_s", "seed", "hyperparameters", "versions", "date", "command"}
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    """One quick run of every model through the CLI, as a user would type it."""
+    """One quick run of every model through the CLI, as a user would type it.
+
+    One torch thread: make test runs a pytest worker per core beside it, and two threads
+    fighting them for the cores spin rather than work.
+    """
     root = tmp_path_factory.mktemp("quick") / "models"
     done = subprocess.run(
-        [sys.executable, "-m", "training", "all", "--quick", "--output", str(root)],
+        [sys.executable, "-m", "training", "all", "--quick", "--threads", "1", "--output", str(root)],
         cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
     )
     assert done.returncode == 0, done.stderr[-4000:]
@@ -131,7 +138,7 @@ def test_nothing_written_names_the_machine(repo):
 def test_a_second_run_writes_the_next_version_and_keeps_the_operator_config(repo):
     (repo / "digits-shallow" / "config.yaml").write_text("max_batch_size: 8\n")
     done = subprocess.run(
-        [sys.executable, "-m", "training", "digits-shallow", "--quick", "--output", str(repo)],
+        [sys.executable, "-m", "training", "digits-shallow", "--quick", "--threads", "1", "--output", str(repo)],
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
     )
     assert done.returncode == 0, done.stderr[-4000:]
