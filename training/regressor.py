@@ -108,10 +108,11 @@ def train(cfg: Config, split: data.Split, quick: bool):
         if epoch - best[2] >= cfg.patience:
             break
     net.load_state_dict(best[1])
+    # As the flows' cards: which epoch was kept, of how many, and why (the card is the record).
     selection = {
-        "kept_epoch": best[2] + 1,  # counted from 1, as the chart's x axis
-        "epochs_run": epoch + 1,
-        "val_nll_standardised": best[0],
+        "best_epoch": best[2] + 1,  # counted from 1, as the chart's x axis
+        "of": epoch + 1,
+        "best_val_nll_standardised": best[0],
         "rule": f"the weights of the epoch with the lowest validation NLL; training stops "
                 f"{cfg.patience} epochs after it. Later epochs fit the training patients ever "
                 f"closer and shrink the predicted variance there, so training NLL falls while "
@@ -154,7 +155,8 @@ def main(cfg: Config, output: Path, version: int | None = None, quick: bool = Fa
 
     with torch.no_grad():
         mean, var = net(torch.from_numpy(x_test))
-    metrics = {"test": evaluate(mean.numpy(), var.numpy(), split.y_test)}
+    metrics = {"test": evaluate(mean.numpy(), var.numpy(), split.y_test),
+               "early_stopping": selection}
     # Baseline: predicting the training mean for everyone, so R² and RMSE can be read.
     metrics["test_rmse_of_training_mean"] = float(
         np.sqrt(np.mean((split.y_test - split.y_train.mean()) ** 2)))
@@ -178,7 +180,7 @@ def main(cfg: Config, output: Path, version: int | None = None, quick: bool = Fa
     writer.card(vdir, task="regression", family="regressor: Gaussian MLP (mean and variance)",
                 dataset=dataset, metrics=metrics, parity={"model.onnx": error},
                 parameters=count_parameters(net), training_time_s=training_time, seed=cfg.seed,
-                hyperparameters=asdict(cfg), quick=quick, selection=selection)
+                hyperparameters=asdict(cfg), quick=quick)
     writer.loss_png(vdir / "loss.png", curves, x_label="epoch",
-                    mark=(selection["kept_epoch"] - 1, f"kept: epoch {selection['kept_epoch']}"))
+                    mark=(selection["best_epoch"] - 1, f"kept: epoch {selection['best_epoch']}"))
     return vdir

@@ -46,11 +46,8 @@ def _yaml(mapping: dict) -> str:
 
 def card(vdir: Path, *, task: str, family: str, dataset: dict, metrics: dict, parity: dict,
          parameters: int, training_time_s: float, seed: int, hyperparameters: dict,
-         quick: bool, selection: dict | None = None) -> dict:
-    """Write card.json and return it. `parity` maps graph file -> export.parity() errors.
-
-    `selection` says which checkpoint was kept and why, where training chose one (early stopping).
-    """
+         quick: bool) -> dict:
+    """Write card.json and return it. `parity` maps graph file -> export.parity() errors."""
     name, version = vdir.parent.name, int(vdir.name)
     body = {
         "name": name,
@@ -59,7 +56,6 @@ def card(vdir: Path, *, task: str, family: str, dataset: dict, metrics: dict, pa
         "family": family,
         "dataset": dataset,
         "metrics": metrics,
-        **({"selection": selection} if selection else {}),
         "parity": parity,
         "parameters": parameters,
         "training_time_s": round(training_time_s, 1),
