@@ -7,14 +7,17 @@
 set -u
 PATH="$PATH:/usr/sbin:/sbin"
 missing=""
-command -v nginx >/dev/null 2>&1 || missing="$missing nginx"
-command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
-command -v docker-compose >/dev/null 2>&1 || missing="$missing docker-compose"
+why=""
+command -v nginx >/dev/null 2>&1 || { missing="$missing nginx"; why="$why
+  nginx: nginx -t on deploy/nginx/nginx.conf, and nginx in front of two replicas"; }
+command -v promtool >/dev/null 2>&1 || { missing="$missing prometheus"; why="$why
+  prometheus: its promtool checks deploy/prometheus/prometheus.yml"; }
+command -v docker-compose >/dev/null 2>&1 || { missing="$missing docker-compose"; why="$why
+  docker-compose: docker-compose config on docker-compose.yml"; }
 [ -z "$missing" ] && exit 0
 if [ "${CI:-}" != true ] && [ "${INSTALL_TEST_TOOLS:-}" != 1 ]; then
-    echo "deploy checks: missing$missing (nginx -t and the nginx topology test, promtool on the"
-    echo "  alert rules, docker-compose config); not installing unasked. \`make test-tools\` runs"
-    echo "  apt-get install$missing as root; until then those tests skip."
+    echo "deploy checks: not installing unasked what these tests need:$why"
+    echo "  \`make test-tools\` runs apt-get install$missing as root; until then they skip."
     exit 0
 fi
 if ! command -v apt-get >/dev/null 2>&1 || [ "$(id -u)" != 0 ]; then
