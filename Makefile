@@ -7,19 +7,26 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 MODEL_REPOSITORY ?= models
 PYTEST_ARGS ?=
+# One pytest worker per core; a test file's tests stay on one worker, so module-scoped servers
+# and trained models are built once, and files go out in collection order (tests/conftest.py
+# puts the slowest first).
+PYTEST_WORKERS ?= -n auto --dist loadfile --no-loadscope-reorder
 
-.PHONY: serve test install-serve install-dev deploy-test-tools browser-test-tools lint train clean
+.PHONY: serve test test-tools check-test-tools install-serve install-dev deploy-test-tools \
+	browser-test-tools lint train clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# --no-compile: pip would byte-compile all ~12,000 installed modules (36 s of CPU here);
+# Python compiles the few hundred a run imports, once.
 $(VENV)/.serve-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet --no-compile -e .
 	touch $@
 
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[train,dev]'
+	$(BIN)/pip install --quiet --no-compile -e '.[train,dev]'
 	touch $@ $(VENV)/.serve-installed
 
 install-serve: $(VENV)/.serve-installed
@@ -28,16 +35,24 @@ install-dev: $(VENV)/.dev-installed
 serve: install-serve
 	$(BIN)/python -m service --model-repository $(MODEL_REPOSITORY) --host $(HOST) --port $(PORT)
 
-# nginx, promtool and docker-compose for tests/deploy, from apt when missing (else they skip).
+# The programs some tests run, from apt as root: chromium (tests/web), nginx, prometheus's
+# promtool and docker-compose (tests/deploy). `make test` installs them only under CI=true or
+# with INSTALL_TEST_TOOLS=1; otherwise it says what is missing, and those tests skip, listed at
+# the end of the run. `make test-tools` installs them now.
+test-tools:
+	@INSTALL_TEST_TOOLS=1 sh deploy/test-tools.sh
+	@INSTALL_TEST_TOOLS=1 sh deploy/browser-test-tools.sh
+
+check-test-tools: deploy-test-tools browser-test-tools
+
 deploy-test-tools:
 	@sh deploy/test-tools.sh
 
-# Debian's chromium for the playground's browser tests, from apt when missing (else they skip).
 browser-test-tools:
 	@sh deploy/browser-test-tools.sh
 
-test: install-dev deploy-test-tools browser-test-tools
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test: install-dev check-test-tools
+	$(BIN)/python -m pytest $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 lint: install-dev
 	$(BIN)/ruff check service training tests bench docs

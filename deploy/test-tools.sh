@@ -1,18 +1,29 @@
 #!/bin/sh
-# Tools the deploy checks in tests/deploy run, from Debian when missing: nginx (nginx -t and the
-# topology test), promtool (package prometheus) and docker-compose (compose config); curl and jq
-# for tests/docs. `make test` runs this first. Without apt-get or root, nothing is installed and
-# those tests skip, saying why.
+# Tools the deploy checks in tests/deploy run, from Debian: nginx (nginx -t and the topology
+# test), promtool (package prometheus: the alert rules) and docker-compose (compose config); curl
+# and jq for tests/docs. apt-get runs only when asked: under CI=true, or with INSTALL_TEST_TOOLS=1
+# (`make test-tools`). Otherwise this says what it would install and why; those tests skip, and
+# the test run ends with a list of what was skipped for want of a tool.
 set -u
 PATH="$PATH:/usr/sbin:/sbin"
 missing=""
-command -v nginx >/dev/null 2>&1 || missing="$missing nginx"
-command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
-command -v docker-compose >/dev/null 2>&1 || missing="$missing docker-compose"
-# tests/docs run docs/TASKS.md's examples as a reader would: curl, piped into jq.
-command -v curl >/dev/null 2>&1 || missing="$missing curl"
-command -v jq >/dev/null 2>&1 || missing="$missing jq"
+why=""
+command -v nginx >/dev/null 2>&1 || { missing="$missing nginx"; why="$why
+  nginx: nginx -t on deploy/nginx/nginx.conf, and nginx in front of two replicas"; }
+command -v promtool >/dev/null 2>&1 || { missing="$missing prometheus"; why="$why
+  prometheus: its promtool checks deploy/prometheus/prometheus.yml"; }
+command -v docker-compose >/dev/null 2>&1 || { missing="$missing docker-compose"; why="$why
+  docker-compose: docker-compose config on docker-compose.yml"; }
+command -v curl >/dev/null 2>&1 || { missing="$missing curl"; why="$why
+  curl: tests/docs run docs/TASKS.md's examples as a reader would"; }
+command -v jq >/dev/null 2>&1 || { missing="$missing jq"; why="$why
+  jq: the TASKS.md examples pipe curl's answers into it"; }
 [ -z "$missing" ] && exit 0
+if [ "${CI:-}" != true ] && [ "${INSTALL_TEST_TOOLS:-}" != 1 ]; then
+    echo "deploy checks: not installing unasked what these tests need:$why"
+    echo "  \`make test-tools\` runs apt-get install$missing as root; until then they skip."
+    exit 0
+fi
 if ! command -v apt-get >/dev/null 2>&1 || [ "$(id -u)" != 0 ]; then
     echo "deploy checks: missing$missing and no apt-get as root to install them; those tests will skip"
     exit 0

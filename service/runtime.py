@@ -70,14 +70,37 @@ def choose_providers(requested: list[str], require_first: bool) -> list[str]:
             f"none of the providers {requested} is available (available: {', '.join(available)})"
         )
     if chosen[0] != requested[0]:
-        _warn_fallback(requested[0], chosen[0])
+        _note_fallback(requested[0], chosen[0])
     return chosen
 
 
+def fallback_level(wanted: str) -> int:
+    """How loud a fallback from `wanted` is: INFO when this build was never going to have it.
+
+    The default providers put CUDA first, so every CPU-only install (the `onnxruntime` wheel)
+    falls back to the CPU by design. A name ONNX Runtime does not know at all is likely a typo
+    in a config: that one is a WARNING.
+    """
+    return logging.INFO if wanted in ort.get_all_providers() else logging.WARNING
+
+
 @functools.cache
-def _warn_fallback(wanted: str, used: str) -> None:
+def _note_fallback(wanted: str, used: str) -> None:
     # Once per process: every model on a CPU-only machine would otherwise repeat it.
-    log.warning("%s is not available in this onnxruntime build; falling back to %s", wanted, used)
+    if fallback_level(wanted) == logging.INFO:
+        log.info("%s is not in this onnxruntime build (available: %s); using %s", wanted,
+                 ", ".join(ort.get_available_providers()), used)
+    else:
+        log.warning("%s is not an execution provider ONNX Runtime knows; falling back to %s",
+                    wanted, used)
+
+
+@functools.cache
+def _warn_failed_start(wanted: str, used: str) -> None:
+    # The build has the provider but the session did not start on it: CUDA was expected and
+    # failed (libraries, driver or device missing). That is worth an operator's attention.
+    log.warning("%s is in this onnxruntime build but ONNX Runtime could not start it "
+                "(missing CUDA/cuDNN libraries or no device?); running on %s", wanted, used)
 
 
 class Graph:
@@ -109,6 +132,8 @@ class Graph:
             raise GraphLoadError(
                 f"{providers[0]} is required but ONNX Runtime started {self.provider} instead"
             )
+        if self.provider != chosen[0]:
+            _warn_failed_start(chosen[0], self.provider)
         self.inputs = [_spec(a) for a in self._session.get_inputs()]
         self.outputs = [_spec(a) for a in self._session.get_outputs()]
         self._raw_output_types = {a.name: a.type for a in self._session.get_outputs()}

@@ -6,13 +6,57 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+MISSING_TOOL = "missing tool: "  # a skip reason starting so is counted in the run's last lines
+
+
+def skip_for_missing_tool(tool: str, how: str) -> NoReturn:
+    """Skip: `tool` is not installed; `how` says where it comes from. Listed at the end of the run."""
+    __tracebackhide__ = True  # the skip is reported at the caller's line
+    pytest.skip(f"{MISSING_TOOL}{tool} ({how})")
+
+
+def pytest_terminal_summary(terminalreporter, config) -> None:
+    """One plain list of the tests skipped for want of a tool, and how to get them."""
+    missing = Counter()
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        if reason.startswith(MISSING_TOOL):
+            missing[reason.removeprefix(MISSING_TOOL)] += 1
+    if not missing:
+        return
+    terminalreporter.section("skipped for want of a tool", sep="-")
+    for tool, count in sorted(missing.items()):
+        terminalreporter.line(f"{count:4d} {'test' if count == 1 else 'tests'}: {tool}")
+    terminalreporter.line("`make test-tools` installs them (apt-get, as root); CI (CI=true) does so "
+                          "and runs every test.")
+
+
+# The files that take longest, longest first: a module fixture trains every model, or thousands
+# of digits are sampled. Run first, parallel workers (make test: pytest-xdist, --dist loadfile)
+# start them at once and share out the rest, instead of one finishing them alone at the end.
+SLOW_FIRST = ["tests/training/test_quick.py", "tests/training/test_committed_models.py"]
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    rank = {path: i for i, path in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable
+    # schemathesis (with pytest 9) gives every operation's test the same node id, differing only
+    # in the name ("test_x[GET /v2]"). pytest-xdist schedules by node id and ran 1 of those 30
+    # tests: give each the id pytest itself derives from parent and name (private: no public way).
+    ids = Counter(item.nodeid for item in items)
+    for item in items:
+        if ids[item.nodeid] > 1 and item.parent is not None:
+            item._id = item.parent.id.child(item.name)
 
 
 def free_port() -> int:
@@ -35,22 +79,36 @@ class Server:
         prefix: list[str] | None = None,
     ):
         """`prefix` runs the server under another command (setpriv, unshare...)."""
+        self.repository = repository
+        self.environment = {**os.environ, "MODELSERVE_LOG_LEVEL": "warning", **(env or {})}
+        self.prefix, self.args = prefix or [], args or []
+        self._start()
+
+    def _start(self) -> None:
         self.port = free_port()
         self.grpc_port = free_port()
         self.url = ServerURL(f"http://127.0.0.1:{self.port}")
         self.url.grpc = self.grpc_address = f"127.0.0.1:{self.grpc_port}"
-        self.log_path = repository.parent / f"server-{self.port}.log"
-        environment = {**os.environ, "MODELSERVE_LOG_LEVEL": "warning", **(env or {})}
-        command = [*(prefix or []), sys.executable, "-m", "service", "--model-repository", str(repository),
+        self.log_path = self.repository.parent / f"server-{self.port}.log"
+        command = [*self.prefix, sys.executable, "-m", "service", "--model-repository", str(self.repository),
                    "--host", "127.0.0.1", "--port", str(self.port),
-                   "--grpc-port", str(self.grpc_port), *(args or [])]
+                   "--grpc-port", str(self.grpc_port), *self.args]
         self._log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=self._log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(command, cwd=ROOT, env=self.environment, stdout=self._log,
+                                        stderr=subprocess.STDOUT)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
+        retries = 3
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                if retries and ("address already in use" in self.log() or "gRPC could not listen" in self.log()):
+                    # Another process (a parallel test worker) bound the port between free_port()
+                    # and the server's own bind: start again on a new one.
+                    retries -= 1
+                    self._log.close()
+                    self._start()
+                    continue
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
             try:
                 if httpx.get(f"{self.url}/v2/health/ready", timeout=1).status_code == 200:

@@ -34,7 +34,59 @@ def export(net: torch.nn.Module, example: tuple[torch.Tensor, ...], path: Path,
         input_names=input_names, output_names=output_names, dynamic_shapes=dynamic,
         verbose=False,
     )
+    strip_exporter_metadata(path)
     _check_dynamic_batch(path)
+
+
+def strip_exporter_metadata(path: Path) -> None:
+    """Rewrite an ONNX file without the exporter's debugging metadata; the weights are untouched.
+
+    torch.onnx's dynamo exporter keeps on every node and value the Python stack trace, FX node
+    and module path it came from: absolute paths of the build machine (about 30 in a small CNN)
+    and most of a small graph's bytes. Call it on every graph written into a model repository
+    (export() does; so does `python -m training.scrub` for files written before).
+    """
+    model = onnx.load(str(path))
+    strip_metadata(model)
+    onnx.save(model, str(path))
+
+
+def strip_metadata(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Clear doc_string and metadata_props of every graph, node, value and function, in place.
+
+    The model's own metadata_props stay: that is where an author puts metadata on purpose.
+    """
+    model.ClearField("doc_string")
+    _strip_graph(model.graph)
+    for function in model.functions:
+        _clear(function)
+        for item in (*function.node, *function.value_info):
+            _clear(item)
+        for node in function.node:
+            _strip_attribute_graphs(node)
+    return model
+
+
+def _strip_graph(graph: onnx.GraphProto) -> None:
+    _clear(graph)
+    for item in (*graph.node, *graph.input, *graph.output, *graph.value_info, *graph.initializer):
+        _clear(item)
+    for node in graph.node:
+        _strip_attribute_graphs(node)
+
+
+def _strip_attribute_graphs(node: onnx.NodeProto) -> None:
+    for attribute in node.attribute:  # the bodies of If, Loop and Scan
+        _clear(attribute)
+        for graph in ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs):
+            _strip_graph(graph)
+
+
+def _clear(proto) -> None:
+    # ClearField, not = "": in proto2 an empty string that was set is still written out.
+    proto.ClearField("doc_string")
+    if "metadata_props" in proto.DESCRIPTOR.fields_by_name:  # AttributeProto has none
+        proto.ClearField("metadata_props")
 
 
 def _check_dynamic_batch(path: Path) -> None:

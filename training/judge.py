@@ -36,7 +36,9 @@ class Judge:
         graph = config.get("graphs", {}).get("model", "model.onnx")
         self.session = ort.InferenceSession(str(cnn_version_dir / graph),
                                             providers=["CPUExecutionProvider"])
-        self.source = str(cnn_version_dir)
+        # Named in cards as repository/model/version ("models/digits-cnn/1"), never the absolute
+        # path: a card is committed, and must not carry the build machine's folders.
+        self.source = "/".join(cnn_version_dir.resolve().parts[-3:])
 
     def probabilities(self, samples: np.ndarray, spec: dict) -> np.ndarray:
         """Class probabilities (N, 10) of samples given in the network units of `spec`."""

@@ -10,7 +10,6 @@ never trained on. The decoding loop is not in the graphs: it is service/sampling
 
 import json
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -237,13 +236,12 @@ def main(cfg: Config, output: Path, version: int | None = None, quick: bool = Fa
         parameters=count_parameters(encoder, decoder), training_time_s=training_time,
         seed=cfg.seed, hyperparameters=asdict(cfg), quick=quick)
     body["corpus_generation_s"] = round(corpus_time, 1)
-    body["argv"] = ["python -m training", *sys.argv[1:]]  # no paths of this machine
     body["steps_run"] = len(curves["cross-entropy"])
     from training.translation_cache import add_cache  # it builds on this module's classes
 
     errors, body["decoder_cache"] = add_cache(encoder, decoder, vdir, cfg.seed, data.max_source)
     body["parity"].update(errors)
-    body["decoder_cache"]["command"] = body["argv"]
+    body["decoder_cache"]["command"] = body["command"]
     body["training_machine"] = (f"2 CPU cores shared with ~7 other engineers' jobs (torch threads "
                                 f"{torch.get_num_threads()}, nice 5): wall-clock time, several "
                                 "times what an idle machine takes")

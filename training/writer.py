@@ -3,7 +3,6 @@
 import datetime
 import json
 import platform
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +49,6 @@ def card(vdir: Path, *, task: str, family: str, dataset: dict, metrics: dict, pa
          quick: bool) -> dict:
     """Write card.json and return it. `parity` maps graph file -> export.parity() errors."""
     name, version = vdir.parent.name, int(vdir.name)
-    command = f"python -m training {name} --output {vdir.parent.parent} --version {version}"
     body = {
         "name": name,
         "version": version,
@@ -68,15 +66,27 @@ def card(vdir: Path, *, task: str, family: str, dataset: dict, metrics: dict, pa
                      "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
                      "numpy": np.__version__},
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "command": command + (" --quick" if quick else ""),
-        "argv": ["-m", "training", *sys.argv[1:]],  # argv[0] is this machine's path to __main__.py
+        "command": command(name, version, quick),
     }
     (vdir / "card.json").write_text(json.dumps(body, indent=1) + "\n", encoding="utf-8")
     return body
 
 
-def loss_png(path: Path, curves: dict[str, list[float]], x_label: str = "step") -> None:
-    """Each curve smoothed by a moving average over 1% of its length, on shared axes."""
+def command(name: str, version: int, quick: bool) -> str:
+    """The command that trains this version again, from a checkout's root.
+
+    Never sys.argv or the --output folder: a card is committed, and those hold the build
+    machine's absolute paths (models/ is the default output).
+    """
+    return f"python -m training {name} --version {version}" + (" --quick" if quick else "")
+
+
+def loss_png(path: Path, curves: dict[str, list[float]], x_label: str = "step",
+             mark: tuple[int, str] | None = None) -> None:
+    """Each curve smoothed by a moving average over 1% of its length, on shared axes.
+
+    `mark` (index into the curves, label) draws a labelled vertical line: the kept checkpoint.
+    """
     width, height, margin = 640, 360, 50
     img = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(img)
@@ -93,6 +103,12 @@ def loss_png(path: Path, curves: dict[str, list[float]], x_label: str = "step") 
     draw.text((5, 20), f"{high:.3g}", fill="black")
     draw.text((5, height - margin - 10), f"{low:.3g}", fill="black")
     n = max(len(v) for v in smooth.values())
+    if mark is not None:
+        index, label = mark
+        length = max(len(v) for v in curves.values())
+        x = margin + index / max(1, length - 1) * (width - 20 - margin)
+        draw.line([(x, 20), (x, height - margin)], fill="gray", width=1)
+        draw.text((x + 4, height - margin - 16), label, fill="black")
     draw.text((width // 2 - 20, height - margin + 15), f"{x_label} (0..{n})", fill="black")
     img.save(path)
 

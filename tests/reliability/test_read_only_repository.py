@@ -1,10 +1,15 @@
 """A read-only model repository: the service loads, serves, polls and reloads from it, and
 writes nothing into it.
 
-Tests run as root here, which writes through permission bits; so the server runs as `nobody`
-(setpriv) on a copy made unwritable (chmod -R a-w), behind a read-only bind mount where the
-kernel allows one (unshare -m), and the test compares a full listing of the repository
-(modes, sizes, mtimes, ctimes, content hashes) before and after.
+Tests run as root here, which writes through permission bits; so the server runs without
+capabilities (setpriv), as the user who owns the checkout, on a copy made unwritable (chmod -R
+a-w), behind a read-only bind mount where the kernel allows one (unshare -m), and the test
+compares a full listing of the repository (modes, sizes, mtimes, ctimes, content hashes) before
+and after.
+
+Not as `nobody`: it cannot enter a checkout cloned into a private folder (a 0700 home or
+`mktemp -d`), nor reach its .venv. A process without CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH and
+CAP_FOWNER is held to permission bits whatever its uid, and the checkout's owner can run it.
 """
 
 import hashlib
@@ -19,10 +24,9 @@ import httpx
 import pytest
 
 from tests import onnx_models
-from tests.conftest import Server
+from tests.conftest import ROOT, Server, skip_for_missing_tool
 from tests.reliability.load import ONE, wait_for
 
-NOBODY = 65534
 # $0 is the repository, "$@" the server's command: mount it read-only over itself, then run.
 READ_ONLY_MOUNT = 'mount --bind "$0" "$0" && mount -o remount,ro,bind "$0" "$0" && exec "$@"'
 
@@ -42,8 +46,12 @@ def confinement(repo: Path) -> list[str]:
     if os.geteuid() != 0:
         return []  # an ordinary user cannot write through chmod a-w
     if shutil.which("setpriv") is None:
-        pytest.skip("running as root without setpriv: cannot drop privileges to prove the point")
-    prefix = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+        skip_for_missing_tool("setpriv", "util-linux: as root, the server must drop privileges")
+    owner = ROOT.stat()
+    prefix = ["setpriv", f"--reuid={owner.st_uid}", f"--regid={owner.st_gid}", "--clear-groups",
+              "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"]
+    if subprocess.run([*prefix, "true"], check=False, capture_output=True).returncode != 0:
+        pytest.skip("running as root where setpriv cannot drop capabilities: cannot prove the point")
     if shutil.which("unshare") and subprocess.run(["unshare", "-m", "true"], check=False, capture_output=True).returncode == 0:
         prefix = ["unshare", "-m", "sh", "-c", READ_ONLY_MOUNT, str(repo), *prefix]
     return prefix
@@ -51,7 +59,8 @@ def confinement(repo: Path) -> list[str]:
 
 @pytest.fixture
 def repo():
-    # Not under pytest's tmp_path: its parents are closed to other users such as `nobody`.
+    # Not under pytest's tmp_path: its parents are closed to other users, such as the
+    # checkout's owner when that is not root.
     top = Path(tempfile.mkdtemp(prefix="modelserve-ro-"))
     top.chmod(0o755)
     repo = top / "models"
@@ -99,7 +108,7 @@ def test_the_service_never_writes_into_a_read_only_repository(repo, mode):
 
 def test_an_unreadable_model_folder_is_that_models_load_failure(repo):
     if os.geteuid() == 0 and shutil.which("setpriv") is None:
-        pytest.skip("running as root without setpriv: every folder is readable")
+        skip_for_missing_tool("setpriv", "util-linux: as root, every folder is readable")
     secret = repo / "secret"
     secret.mkdir()
     onnx_models.save(onnx_models.add_constant(0.0), secret.parent, "secret")
@@ -124,7 +133,7 @@ def test_an_unreadable_model_folder_is_that_models_load_failure(repo):
 
 def test_an_unreadable_repository_serves_nothing_and_says_why(repo):
     if os.geteuid() == 0 and shutil.which("setpriv") is None:
-        pytest.skip("running as root without setpriv: every folder is readable")
+        skip_for_missing_tool("setpriv", "util-linux: as root, every folder is readable")
     repo.chmod(0o000)
     try:
         server = Server(repo, env={"MODELSERVE_ALLOW_MODEL_CONTROL_WITHOUT_ADMIN_KEYS": "true"},

@@ -125,6 +125,19 @@ def test_regressor_r2_reaches_the_issue_threshold(regression):
     assert regression["r2"] >= 0.45
 
 
+def test_regressor_kept_the_epoch_its_card_names():
+    """The graph's validation NLL (standardised units, as training computed it) is the kept
+    epoch's, the lowest of the run: the weights are not those of the overfit last epochs."""
+    split, kept = data.diabetes(), card("diabetes-regressor")["metrics"]["early_stopping"]
+    mean, var = run_graph(session("diabetes-regressor", "model"), split.x_val)  # raw units
+    y_mean, y_std = split.y_train.mean(), split.y_train.std()
+    z_mean, z_var = (mean.ravel() - y_mean) / y_std, var.ravel() / y_std**2
+    z = (split.y_val - y_mean) / y_std
+    nll = float(np.mean(0.5 * np.log(2 * np.pi * z_var) + (z - z_mean) ** 2 / (2 * z_var)))
+    assert nll == pytest.approx(kept["best_val_nll_standardised"], rel=1e-4)
+    assert kept["best_epoch"] < kept["of"]
+
+
 def assert_judged_well(verdict: dict, threshold: float) -> None:
     assert verdict["score"] >= threshold, verdict
     assert verdict["covers_all_classes"], verdict  # no class under 4%: no mode collapse

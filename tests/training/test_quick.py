@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from service.config import TASK_GRAPHS, build_config, read_yaml
+from tests.training.portable import traces
 
 ROOT = Path(__file__).resolve().parents[2]
 # Training every model, even quickly, can take more than pytest's default 300 s on a loaded
@@ -40,10 +41,14 @@ CARD_FIELDS = {"name", "version", "task", "family", "dataset", "metrics", "parit
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    """One quick run of every model through the CLI, as a user would type it."""
+    """One quick run of every model through the CLI, as a user would type it.
+
+    One torch thread: make test runs a pytest worker per core beside it, and two threads
+    fighting them for the cores spin rather than work.
+    """
     root = tmp_path_factory.mktemp("quick") / "models"
     done = subprocess.run(
-        [sys.executable, "-m", "training", *MODELS, "--quick", "--output", str(root)],
+        [sys.executable, "-m", "training", *MODELS, "--quick", "--threads", "1", "--output", str(root)],
         cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
     )
     assert done.returncode == 0, done.stderr[-4000:]
@@ -127,10 +132,16 @@ def test_card_has_the_required_fields(repo, name):
         assert verdicts and all(sum(v["histogram"].values()) == v["samples"] for v in verdicts)
 
 
+def test_nothing_written_names_the_machine(repo):
+    """Written under an absolute --output: no path, host or user name in any file."""
+    found = {str(p.relative_to(repo)): traces(p) for p in sorted(repo.rglob("*")) if p.is_file()}
+    assert {name: paths for name, paths in found.items() if paths} == {}
+
+
 def test_a_second_run_writes_the_next_version_and_keeps_the_operator_config(repo):
     (repo / "digits-shallow" / "config.yaml").write_text("max_batch_size: 8\n")
     done = subprocess.run(
-        [sys.executable, "-m", "training", "digits-shallow", "--quick", "--output", str(repo)],
+        [sys.executable, "-m", "training", "digits-shallow", "--quick", "--threads", "1", "--output", str(repo)],
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
     )
     assert done.returncode == 0, done.stderr[-4000:]

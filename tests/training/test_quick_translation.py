@@ -39,7 +39,7 @@ def test_the_version_folder_describes_itself(repo):
     graphs = ("encoder.onnx", "decoder.onnx", "cross_kv.onnx", "decoder_cached.onnx")
     assert all(card["parity"][g]["max_scaled_error"] <= 1e-4 for g in graphs)
     assert card["decoder_cache"]["cost_ms"]["batch_16_ms"]["cached"] > 0
-    assert card["argv"][0] == "python -m training"  # no path of the machine it ran on
+    assert "argv" not in card  # a path of the machine it ran on would be in it
     for path in vdir.iterdir():  # no exporter stack traces or paths in what would be committed
         assert b'File "/' not in path.read_bytes() and str(ROOT).encode() not in path.read_bytes()
     assert (vdir / "loss.png").stat().st_size > 0

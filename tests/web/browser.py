@@ -12,14 +12,14 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
 
 
-def why_no_browser() -> str | None:
-    """None when the browser tests can run; else the reason they skip."""
+def why_no_browser() -> tuple[str, str] | None:
+    """None when the browser tests can run; else the missing tool and where it comes from."""
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
-        return "playwright is not installed (pip install -e '.[dev]')"
+        return "playwright", "pip install -e '.[dev]'"
     if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
-        return f"{CHROMIUM} is missing and could not be installed (make test runs apt-get install chromium as root)"
+        return "chromium", f"Debian package chromium, at {CHROMIUM}"
     return None
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, skip_for_missing_tool
 from tests.tasks import builders
 from tests.web.browser import ARGS, CHROMIUM, Console, why_no_browser
 
@@ -39,9 +39,9 @@ def diffusion_model(site) -> str:
 
 @pytest.fixture(scope="module")
 def browser():
-    reason = why_no_browser()
-    if reason:
-        pytest.skip(reason)
+    missing = why_no_browser()
+    if missing:
+        skip_for_missing_tool(*missing)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
