@@ -38,6 +38,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         executor = ThreadPoolExecutor(settings.inference_threads, thread_name_prefix="inference")
         registry = Registry(settings, executor)
         app.state.dataplane = DataPlane(registry, "http")
+        if settings.workers > 1:
+            # uvicorn accepts on a worker's socket once this startup returns: a worker that
+            # replaces a dead one must not take requests (404 for every model not loaded yet)
+            # that the other workers can serve. Its gRPC port (SO_REUSEPORT) opens after too.
+            await asyncio.to_thread(registry.load_all)
         grpc_server = None
         if settings.grpc_port:
             # Imported here: a server with gRPC off never loads grpc.
@@ -46,11 +51,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             grpc_server = GrpcServer(settings, app.state.dataplane.for_protocol("grpc"), app.state.limits)
             await grpc_server.start()
             _drain_on_signal(lambda: grpc_server.begin_stop(settings.shutdown_timeout_s))
-        if settings.workers > 1:
-            # uvicorn accepts on a worker's socket once this startup returns: a worker that
-            # replaces a dead one must not take requests (404 for every model not loaded yet)
-            # that the other workers can serve.
-            await asyncio.to_thread(registry.load_all)
         # Else load in the background: liveness answers at once, readiness once every model
         # has loaded or failed.
         loading = asyncio.create_task(_load_then_poll(registry, settings))
