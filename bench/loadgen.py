@@ -11,9 +11,9 @@ with ORT's output, and one wrong answer raises WrongAnswer. Written on raw async
 import asyncio
 import os
 import time
-from urllib.parse import urlsplit
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import numpy as np
 import orjson
