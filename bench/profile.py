@@ -1,0 +1,139 @@
+"""Where modelserve's time goes under load: a py-spy profile of the server on one core.
+
+    .venv/bin/python bench/profile.py [--connections 64] [--seconds 10] [--config batched|plain]
+                                      [--flag --no-access-log ...] [--out profile.txt]
+
+modelserve (default flags plus the benchmark model's config.yaml) runs pinned to --server-cpus;
+this process drives it with bench/loadgen.py (V2 JSON, 1 row, answers checked) from
+--client-cpus while py-spy (from PATH or the Triton venv of bench/triton_setup.sh) samples it
+without pausing it. Prints the share of samples by the leaf function (self time), by
+the package the leaf is in, and the service's own functions by inclusive time.
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+import loadgen
+import run
+import triton
+
+import models
+
+PACKAGES = [  # (what the file path holds, the name shown): the first that matches wins
+    ("/service/", "service (modelserve)"), ("/uvicorn/", "uvicorn"), ("/starlette/", "starlette"),
+    ("/fastapi/", "fastapi"), ("/onnxruntime/", "onnxruntime"), ("/prometheus_client/", "prometheus_client"),
+    ("/numpy/", "numpy"), ("/asyncio/", "asyncio"), ("/concurrent/", "concurrent.futures"),
+    ("/logging/", "logging"), ("/json/", "json"), ("/anyio/", "anyio"), ("/pydantic", "pydantic"),
+    ("/threading.py", "threading"), ("/uvloop/", "uvloop"), ("/httptools/", "httptools"),
+]
+
+
+def py_spy() -> str:
+    found = shutil.which("py-spy")
+    venv = triton.venv()
+    if not found and venv and (venv / "bin" / "py-spy").exists():
+        found = str(venv / "bin" / "py-spy")
+    if not found:
+        sys.exit("py-spy is missing: pip install py-spy (or run bench/triton_setup.sh, which installs it there)")
+    return found
+
+
+def record(args) -> tuple[Counter, loadgen.Result]:
+    os.sched_setaffinity(0, run.cpu_list(args.client_cpus))
+    with tempfile.TemporaryDirectory(prefix="modelserve-profile-") as folder:
+        root = Path(folder)
+        repository = models.write_repository(root, args.config == "batched")
+        session = run._session(repository / "mlp" / "1" / "model.onnx", "CPUExecutionProvider")
+        cases = run._cases(session, "json1")
+        command = ["taskset", "-c", args.server_cpus, *run._modelserve(repository, *args.flag)]
+        with run._Server(command, dict(os.environ), root / "logs") as server:
+            loadgen.run(server.url, cases, args.connections, 2.0, 0.5)  # warm
+            raw = root / "profile.txt"
+            spy = subprocess.Popen(["taskset", "-c", args.client_cpus, py_spy(), "record", "--pid",
+                                    str(server.process.pid), "--duration", str(int(args.seconds)), "--rate",
+                                    str(args.rate), "--nonblocking", "--threads", "--format", "raw", "--output",
+                                    str(raw)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            time.sleep(1.0)  # py-spy attaches
+            result = loadgen.run(server.url, cases, args.connections, args.seconds - 1.5, 0.0, 4, server.cpu)
+            _, err = spy.communicate(timeout=60)
+            if spy.returncode != 0:
+                sys.exit(f"py-spy failed: {err.decode()[-2000:]}")
+            if args.out:
+                shutil.copyfile(raw, args.out)
+            stacks = Counter()
+            for line in raw.read_text().splitlines():
+                stack, _, count = line.rpartition(" ")
+                if stack:
+                    stacks[stack] += int(count)
+    return stacks, result
+
+
+def _frame(frame: str) -> tuple[str, str]:
+    """'name (path:line)' -> ('name (file)', path)."""
+    name, _, where = frame.partition(" (")
+    path = where.rstrip(")").rsplit(":", 1)[0]
+    return f"{name} ({Path(path).name})", path
+
+
+def _package(path: str) -> str:
+    path = "/" + path.lstrip("/")  # py-spy writes paths under site-packages relative to it
+    return next((label for needle, label in PACKAGES if needle in path), Path(path).name or "native/other")
+
+
+def summary(stacks: Counter, top: int) -> str:
+    total = sum(stacks.values())
+    leaf, package, inclusive, threads = Counter(), Counter(), Counter(), Counter()
+    for stack, count in stacks.items():
+        head = stack.split(";", 1)[0]
+        if head.startswith("thread "):  # 'thread (0x7f..): ThreadPoolExecutor-0_0' -> its pool's name
+            threads[head.split(": ", 1)[-1].split("_")[0]] += count
+        frames = [f for f in stack.split(";") if not f.startswith(("process ", "thread "))]
+        if not frames:
+            continue
+        name, path = _frame(frames[-1])
+        leaf[name] += count
+        package[_package(path)] += count
+        for seen in {_frame(f)[0] for f in frames if _package(_frame(f)[1]).startswith("service")}:
+            inclusive[seen] += count
+    lines = [f"{total:,} samples (threads with work; an idle event loop is not sampled)\n",
+             "| thread | % |", "|---|---:|", *(f"| {name} | {100 * n / total:.1f} |" for name, n in threads.most_common()),
+             "", "| self time: leaf function | % |", "|---|---:|"]
+    lines += [f"| `{name}` | {100 * n / total:.1f} |" for name, n in leaf.most_common(top)]
+    lines += ["", "| self time by package | % |", "|---|---:|"]
+    lines += [f"| {name} | {100 * n / total:.1f} |" for name, n in package.most_common(top)]
+    lines += ["", "| modelserve's functions, inclusive | % |", "|---|---:|"]
+    lines += [f"| `{name}` | {100 * n / total:.1f} |" for name, n in inclusive.most_common(top)]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
+    parser.add_argument("--config", choices=["batched", "plain"], default="batched",
+                        help="the model's config.yaml: max_batch_size 64 (batched) or 0")
+    parser.add_argument("--flag", action="append", default=[], help="a modelserve flag, e.g. --flag=--no-access-log")
+    parser.add_argument("--server-cpus", default="0")
+    parser.add_argument("--client-cpus", default="1")
+    parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--out", type=Path, help="keep py-spy's raw stacks (for flamegraph tools) here")
+    args = parser.parse_args()
+    stacks, result = record(args)
+    print(f"modelserve ({args.config}, flags: {' '.join(args.flag) or 'defaults'}) pinned to CPU {args.server_cpus}, "
+          f"load on {args.client_cpus}: V2 JSON 1 row, {args.connections} connections, "
+          f"{result.requests_per_s:,.0f} req/s under py-spy at {args.rate} Hz, {result.checked} answers checked, "
+          f"load average {os.getloadavg()[0]:.2f}\n")
+    print(summary(stacks, args.top))
+
+
+if __name__ == "__main__":
+    main()
