@@ -63,7 +63,7 @@ def main() -> None:
     parser.add_argument("--server-cpus", default="0", help="taskset list for the servers")
     parser.add_argument("--client-cpus", default="1", help="CPUs this load generator pins itself to")
     parser.add_argument("--provider", default="CPUExecutionProvider", help="execution provider for every server")
-    parser.add_argument("--only", help="comma-separated server labels to run (prefix match)")
+    parser.add_argument("--only", action="append", help="run only servers whose label starts with this (repeatable)")
     parser.add_argument("--no-triton", action="store_true", help="skip Triton (or when bench/triton_setup.sh was not run)")
     parser.add_argument("--access-log", action="store_true",
                         help="also run modelserve with --no-access-log, to price the default per-request log")
@@ -88,7 +88,7 @@ def main() -> None:
         servers = _servers(args, root, plain, batched, model_path)
         rows: list[Row] = []
         for label, (command, env, kinds) in servers.items():
-            if args.only and not any(label.startswith(p.strip()) for p in args.only.split(",")):
+            if args.only and not any(label.startswith(prefix) for prefix in args.only):
                 continue
             ready = "/docs" if label.startswith(BASELINE) else "/v2/models/mlp/ready"  # the baseline has one route
             with _Server(["taskset", "-c", args.server_cpus, *command], env, root / "logs", ready) as server:
