@@ -98,7 +98,7 @@ def main() -> None:
                                          args.warmup, args.check_every, server.cpu)
                     rows.append(Row(label, kind, conns, result))
         workers = _workers(args, batched, cases["json1"], widest, root) if args.workers else []
-        diffusion_rows = _diffusion(Path(args.diffusion), root) if args.diffusion else []
+        diffusion_rows = _diffusion(Path(args.diffusion), root, args.seconds, args.server_cpus) if args.diffusion else []
 
     print(_header(args, client_cpus))
     print(_table(rows, limits))
@@ -378,12 +378,14 @@ def _targets(rows: list[Row], workers, widest: int) -> str:
     return "\n".join(lines)
 
 
-def _diffusion(source: Path, root: Path) -> list[tuple[str, int, float]]:
+def _diffusion(source: Path, root: Path, seconds: float, cpus: str) -> list[tuple[str, int, float]]:
+    """Samples/s with 1, 4 and 16 concurrent generations (wrk on the other cores, unchecked)."""
     rows = []
     for label, repo in diffusion.write_repositories(source, root / "diffusion").items():
-        with _Server(_modelserve(repo, "--no-access-log"), dict(os.environ), root / "logs") as server:
+        with _Server(["taskset", "-c", cpus, *_modelserve(repo, "--no-access-log")], dict(os.environ), root / "logs",
+                     f"/v2/models/{source.name}/ready") as server:
             for concurrency in (1, 4, 16):
-                rows.append((label, concurrency, diffusion.samples_per_second(server.url, source.name, concurrency, 8.0)))
+                rows.append((label, concurrency, diffusion.samples_per_second(server.url, source.name, concurrency, seconds)))
     return rows
 
 
