@@ -4,7 +4,7 @@
                                       [--flag --no-access-log ...] [--out profile.txt]
 
 modelserve (default flags plus the benchmark model's config.yaml) runs pinned to --server-cpus;
-this process drives it with bench/loadgen.py (V2 JSON, 1 row, answers checked) from
+this process drives it with bench/loadgen.py (--kind: V2 JSON 1 row by default, answers checked) from
 --client-cpus while py-spy (from PATH or the Triton venv of bench/triton_setup.sh) samples it
 without pausing it. Prints the share of samples by the leaf function (self time), by
 the package the leaf is in, and the service's own functions by inclusive time.
@@ -52,7 +52,7 @@ def record(args) -> tuple[Counter, loadgen.Result]:
         root = Path(folder)
         repository = models.write_repository(root, args.config == "batched")
         session = run._session(repository / "mlp" / "1" / "model.onnx", "CPUExecutionProvider")
-        cases = run._cases(session, "json1")
+        cases = run._cases(session, args.kind)
         command = ["taskset", "-c", args.server_cpus, *run._modelserve(repository, *args.flag)]
         with run._Server(command, dict(os.environ), root / "logs") as server:
             loadgen.run(server.url, cases, args.connections, 2.0, 0.5)  # warm
@@ -121,6 +121,7 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--config", choices=["batched", "plain"], default="batched",
                         help="the model's config.yaml: max_batch_size 64 (batched) or 0")
+    parser.add_argument("--kind", choices=["json1", "json64", "binary64"], default="json1", help="the requests sent")
     parser.add_argument("--flag", action="append", default=[], help="a modelserve flag, e.g. --flag=--no-access-log")
     parser.add_argument("--server-cpus", default="0")
     parser.add_argument("--client-cpus", default="1")
@@ -129,8 +130,8 @@ def main() -> None:
     args = parser.parse_args()
     stacks, result = record(args)
     print(f"modelserve ({args.config}, flags: {' '.join(args.flag) or 'defaults'}) pinned to CPU {args.server_cpus}, "
-          f"load on {args.client_cpus}: V2 JSON 1 row, {args.connections} connections, "
-          f"{result.requests_per_s:,.0f} req/s under py-spy at {args.rate} Hz, {result.checked} answers checked, "
+          f"load on {args.client_cpus}: {run.KIND_LABEL[args.kind]}, {args.connections} connections, "
+          f"{result.requests_per_s:,.0f} requests/s under py-spy at {args.rate} Hz, {result.checked} answers checked, "
           f"load average {os.getloadavg()[0]:.2f}\n")
     print(summary(stacks, args.top))
 
