@@ -354,7 +354,11 @@ def _targets(rows: list[Row], workers, widest: int) -> str:
 
     add(f"V2 JSON 1 row, {widest} conns, modelserve batching ≥ Triton batching", _find(rows, ms, "json1", widest),
         _find(rows, TRITON_BATCHING, "json1", widest), 1.0)
-    mine = _find(rows, ms, "json1", widest)
+    mine, triton_row = _find(rows, ms, "json1", widest), _find(rows, TRITON_BATCHING, "json1", widest)
+    if mine and triton_row and mine.result.server_cpu_s and triton_row.result.server_cpu_s:
+        ours, theirs = (r.result.requests / r.result.server_cpu_s for r in (mine, triton_row))
+        lines.append(f"| (not a target) requests per server CPU-second there, modelserve / Triton batching "
+                     f"| {ours / theirs:.2f}× ({ours:,.0f} vs {theirs:,.0f}) | |")
     if mine:
         p50, p99 = mine.result.percentile(50), mine.result.percentile(99)
         lines.append(f"| p99 ≤ 2× p50 there | {p99:.1f} vs {p50:.1f} ms ({p99 / p50:.2f}×) | {'yes' if p99 <= 2 * p50 else 'no'} |")
