@@ -87,11 +87,14 @@ def main() -> None:
 
         servers = _servers(args, root, plain, batched, model_path)
         rows: list[Row] = []
+        versions = {"python": platform.python_version(), "onnxruntime": ort.__version__}
         for label, (command, env, kinds) in servers.items():
             if args.only and not any(label.startswith(prefix) for prefix in args.only):
                 continue
             ready = "/docs" if label.startswith(BASELINE) else "/v2/models/mlp/ready"  # the baseline has one route
             with _Server(["taskset", "-c", args.server_cpus, *command], env, root / "logs", ready) as server:
+                if label.startswith("Triton"):
+                    versions["Triton"] = httpx.get(server.url + "/v2").json()["version"]
                 for kind, conns in kinds(connections):
                     print(f"  {label}: {kind} at {conns} connections", file=sys.stderr, flush=True)
                     result = loadgen.run(server.url, cases[kind], conns, args.seconds,
@@ -100,7 +103,7 @@ def main() -> None:
         workers = _workers(args, batched, cases["json1"], widest, root) if args.workers else []
         diffusion_rows = _diffusion(Path(args.diffusion), root, args.seconds, args.server_cpus) if args.diffusion else []
 
-    print(_header(args, client_cpus))
+    print(_header(args, client_cpus, versions))
     print(_table(rows, limits))
     print(_workers_table(workers))
     print(_targets(rows, workers, widest))
@@ -283,10 +286,10 @@ KIND_LABEL = {"json1": "V2 JSON, 1 row", "json64": "V2 JSON, 64 rows, rows/s", "
 BASELINE, TRITON_BATCHING, TRITON_PLAIN = "hand-written", "Triton python backend + ORT, dynamic", "Triton python backend + ORT, no"
 
 
-def _header(args, client_cpus: set[int]) -> str:
+def _header(args, client_cpus: set[int], versions: dict[str, str]) -> str:
     load = os.getloadavg()
-    return (f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, "
-            f"onnxruntime {ort.__version__}, provider {args.provider}; servers pinned with `taskset -c "
+    return (f"machine: {platform.machine()}, {os.cpu_count()} cores, "
+            f"{', '.join(f'{k} {v}' for k, v in versions.items())}, provider {args.provider}; servers pinned with `taskset -c "
             f"{args.server_cpus}`, load generator (this process) on CPU(s) {sorted(client_cpus)}; "
             f"{args.seconds:g} s measured per row after {args.warmup:g} s warm-up; every {args.check_every}th answer "
             f"(and each connection's first) checked against ONNX Runtime; load average at the end "
