@@ -6,7 +6,8 @@
 modelserve (default flags plus the benchmark model's config.yaml) runs pinned to --server-cpus;
 this process drives it with bench/loadgen.py (--kind: V2 JSON 1 row by default, answers checked) from
 --client-cpus while py-spy (from PATH or the Triton venv of bench/triton_setup.sh) samples it
-without pausing it. Prints the share of samples by thread, by the leaf function (self time), by
+without pausing it. Prints the share of samples by thread, by the leaf function (self time; `Runner.run` as the
+leaf is uvloop's C loop under it: socket reads and writes, callbacks), by
 the package the leaf is in, and the service's own functions by inclusive time: a lower bound,
 as uvloop resumes coroutines from C and a sampled stack often starts at the resumed coroutine.
 """
@@ -80,6 +81,17 @@ def record(args) -> tuple[Counter, loadgen.Result]:
     return stacks, result
 
 
+def _idle_leaves() -> set[str]:
+    """Leaf frames that are a wait py-spy's idle check misses: the executor's worker blocked on
+    its queue (the lock is released and re-taken between samples, so the thread looks busy)."""
+    import concurrent.futures.thread as pool  # the server runs this same interpreter
+    import inspect
+
+    lines, first = inspect.getsourcelines(pool._worker)
+    waits = {first + i for i, line in enumerate(lines) if "work_queue.get(block=True)" in line}
+    return {f"_worker (concurrent/futures/thread.py:{n})" for n in waits}
+
+
 def _frame(frame: str) -> tuple[str, str]:
     """'name (path:line)' -> ('name (file)', path)."""
     name, _, where = frame.partition(" (")
@@ -93,6 +105,9 @@ def _package(path: str) -> str:
 
 
 def summary(stacks: Counter, top: int) -> str:
+    idle = _idle_leaves()
+    waiting = sum(n for stack, n in stacks.items() if stack.rsplit(";", 1)[-1] in idle)
+    stacks = Counter({stack: n for stack, n in stacks.items() if stack.rsplit(";", 1)[-1] not in idle})
     total = sum(stacks.values())
     leaf, package, inclusive, threads = Counter(), Counter(), Counter(), Counter()
     for stack, count in stacks.items():
@@ -107,7 +122,8 @@ def summary(stacks: Counter, top: int) -> str:
         package[_package(path)] += count
         for seen in {_frame(f)[0] for f in frames if _package(_frame(f)[1]).startswith("service")}:
             inclusive[seen] += count
-    lines = [f"{total:,} samples (threads with work; an idle event loop is not sampled)\n",
+    lines = [(f"{total:,} samples of threads with work (py-spy leaves out an idle event loop; {waiting:,} more, "
+              f"of the inference thread waiting on its queue, are left out here)\n"),
              "| thread | % |", "|---|---:|", *(f"| {name} | {100 * n / total:.1f} |" for name, n in threads.most_common()),
              "", "| self time: leaf function | % |", "|---|---:|"]
     lines += [f"| `{name}` | {100 * n / total:.1f} |" for name, n in leaf.most_common(top)]
