@@ -41,6 +41,15 @@ PACKAGES = [  # (what the file path holds, the name shown): the first that match
 ]
 
 
+GROUPS = [  # (the name shown, what a frame of it holds): a sample counts once if any frame matches
+    ("FastAPI's native telemetry check (OpenTelemetry providers, os.environ)", "NativeTelemetry.enabled ("),
+    ("the access log (stdlib logging and the JSON formatter)", ("logging/", "service/logs.py")),
+    ("Prometheus metrics", ("prometheus_client/", "service/metrics.py", "service/stats.py")),
+    ("the V2 JSON/binary codec (service/protocol/v2_codec.py)", "service/protocol/v2_codec.py"),
+    ("ONNX Runtime's run (Session.run)", "onnxruntime_inference_collection.py"),
+]
+
+
 def py_spy() -> str:
     found = shutil.which("py-spy")
     venv = triton.venv()
@@ -109,7 +118,7 @@ def summary(stacks: Counter, top: int) -> str:
     waiting = sum(n for stack, n in stacks.items() if stack.rsplit(";", 1)[-1] in idle)
     stacks = Counter({stack: n for stack, n in stacks.items() if stack.rsplit(";", 1)[-1] not in idle})
     total = sum(stacks.values())
-    leaf, package, inclusive, threads = Counter(), Counter(), Counter(), Counter()
+    leaf, package, inclusive, threads, groups = Counter(), Counter(), Counter(), Counter(), Counter()
     for stack, count in stacks.items():
         head = stack.split(";", 1)[0]
         if head.startswith("thread "):  # 'thread (0x7f..): ThreadPoolExecutor-0_0' -> its pool's name
@@ -117,6 +126,9 @@ def summary(stacks: Counter, top: int) -> str:
         frames = [f for f in stack.split(";") if not f.startswith(("process ", "thread "))]
         if not frames:
             continue
+        for label, needles in GROUPS:
+            if any(needle in frame for frame in frames for needle in ([needles] if isinstance(needles, str) else needles)):
+                groups[label] += count
         name, path = _frame(frames[-1])
         leaf[name] += count
         package[_package(path)] += count
@@ -128,7 +140,10 @@ def summary(stacks: Counter, top: int) -> str:
              "", "| self time: leaf function | % |", "|---|---:|"]
     lines += [f"| `{name}` | {100 * n / total:.1f} |" for name, n in leaf.most_common(top)]
     lines += ["", "| self time by package | % |", "|---|---:|"]
+    lines_groups = ["", "| inclusive: samples with any frame of | % |", "|---|---:|"]
+    lines_groups += [f"| {label} | {100 * groups[label] / total:.1f} |" for label, _ in GROUPS]
     lines += [f"| {name} | {100 * n / total:.1f} |" for name, n in package.most_common(top)]
+    lines += lines_groups
     # Inclusive shares undercount: uvloop resumes coroutines from C, so a sampled stack often
     # starts at the coroutine that was resumed, not at the middleware that awaits it.
     lines += ["", "| modelserve's functions, inclusive (a lower bound: see the docstring) | % |", "|---|---:|"]
