@@ -334,7 +334,7 @@ def _workers_table(workers: list[tuple[int, loadgen.Result]]) -> str:
     if not workers:
         return ""
     one = workers[0][1].requests_per_s
-    lines = [("\nmodelserve `--workers N`, max_batch_size 64, V2 JSON 1 row; server and load generator both on "
+    lines = [("\nmodelserve `--workers N` (default flags otherwise), max_batch_size 64, V2 JSON 1 row; server and load generator both on "
               f"every core ({os.cpu_count()}), unpinned:\n"),
              "| workers | conns | req/s | p50 ms | p99 ms | errors | checked | server CPU % | client CPU % | × one worker |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
