@@ -23,7 +23,9 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+import cases
 import loadgen
+import report
 import run
 import triton
 
@@ -65,18 +67,18 @@ def record(args) -> tuple[Counter, loadgen.Result]:
     with tempfile.TemporaryDirectory(prefix="modelserve-profile-") as folder:
         root = Path(folder)
         repository = models.write_repository(root, args.config == "batched")
-        session = run._session(repository / "mlp" / "1" / "model.onnx", "CPUExecutionProvider")
-        cases = run._cases(session, args.kind)
+        session = cases.session(repository / "mlp" / "1" / "model.onnx", "CPUExecutionProvider")
+        requests = cases.build(session, args.kind)
         command = ["taskset", "-c", args.server_cpus, *run._modelserve(repository, *args.flag)]
         with run._Server(command, dict(os.environ), root / "logs") as server:
-            loadgen.run(server.url, cases, args.connections, 2.0, 0.5)  # warm
+            loadgen.run(server.url, requests, args.connections, 2.0, 0.5)  # warm
             raw = root / "profile.txt"
             spy = subprocess.Popen(["taskset", "-c", args.client_cpus, py_spy(), "record", "--pid",
                                     str(server.process.pid), "--duration", str(int(args.seconds)), "--rate",
                                     str(args.rate), "--nonblocking", "--threads", "--format", "raw", "--output",
                                     str(raw)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             time.sleep(1.0)  # py-spy attaches
-            result = loadgen.run(server.url, cases, args.connections, args.seconds - 1.5, 0.0, 4, server.cpu)
+            result = loadgen.run(server.url, requests, args.connections, args.seconds - 1.5, 0.0, 4, server.cpu)
             _, err = spy.communicate(timeout=60)
             if spy.returncode != 0:
                 sys.exit(f"py-spy failed: {err.decode()[-2000:]}")
@@ -167,7 +169,7 @@ def main() -> None:
     args = parser.parse_args()
     stacks, result = record(args)
     print(f"modelserve ({args.config}, flags: {' '.join(args.flag) or 'defaults'}) pinned to CPU {args.server_cpus}, "
-          f"load on {args.client_cpus}: {run.KIND_LABEL[args.kind]}, {args.connections} connections, "
+          f"load on {args.client_cpus}: {report.KIND_LABEL[args.kind]}, {args.connections} connections, "
           f"{result.requests_per_s:,.0f} requests/s under py-spy at {args.rate} Hz, {result.checked} answers checked, "
           f"load average {os.getloadavg()[0]:.2f}\n")
     print(summary(stacks, args.top))
