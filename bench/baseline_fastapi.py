@@ -1,6 +1,6 @@
 """The baseline a user would write: FastAPI + pydantic + ONNX Runtime, one V2-shaped route.
 
-Run: python bench/baseline_fastapi.py MODEL.onnx PORT
+Run: python bench/baseline_fastapi.py MODEL.onnx PORT [PROVIDER]
 """
 
 import sys
@@ -23,10 +23,10 @@ class InferRequest(BaseModel):
     inputs: list[Tensor]
 
 
-def build(model_path: str) -> FastAPI:
+def build(model_path: str, provider: str = "CPUExecutionProvider") -> FastAPI:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
-    session = ort.InferenceSession(model_path, options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(model_path, options, providers=[provider])
     app = FastAPI()
 
     @app.post("/v2/models/mlp/infer")
@@ -42,4 +42,4 @@ def build(model_path: str) -> FastAPI:
 
 
 if __name__ == "__main__":
-    uvicorn.run(build(sys.argv[1]), host="127.0.0.1", port=int(sys.argv[2]), log_level="warning", access_log=False)
+    uvicorn.run(build(*sys.argv[1:2], *sys.argv[3:4]), host="127.0.0.1", port=int(sys.argv[2]), log_level="warning", access_log=False)

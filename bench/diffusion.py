@@ -47,7 +47,7 @@ def samples_per_second(url: str, model: str, concurrency: int, seconds: float) -
 
 
 def main() -> None:
-    from run import ROOT, _modelserve, _Server  # the bench's own server starter
+    from servers import ROOT, _modelserve, _Server  # the bench's own server starter
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=8.0)

@@ -29,7 +29,7 @@ import onnxruntime as ort
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(1, str(Path(__file__).parent.parent))  # this checkout's service/, run from anywhere
 import wrk
-from run import _binary_body, _json_body, _sample
+from servers import _binary_body, _json_body, _sample
 
 import models
 from service.grpc.protocol import pb

@@ -28,8 +28,9 @@ import httpx
 import orjson
 
 sys.path.insert(0, str(Path(__file__).parent))
-import models
 import wrk
+
+import models
 
 PYTHON = sys.executable
 

@@ -1,28 +1,38 @@
-"""The benchmark: modelserve against the HTTP ceiling, a hand-written endpoint and ORT itself.
+"""The benchmark: modelserve beside a hand-written endpoint and NVIDIA Triton, every answer checked.
 
-    .venv/bin/python bench/run.py [--seconds 8] [--connections 1,8,64] [--workers 1]
+    .venv/bin/python bench/run.py [--seconds 5] [--connections 1,8,64] [--no-triton] [--workers]
 
-Everything runs on this machine in one go: servers are started here, loaded with wrk, and
-stopped. Prints a markdown table; docs/BENCHMARKS.md holds one and says how to read it.
+Each server runs pinned with `taskset` to --server-cpus (default core 0); this process, the load
+generator, pins itself to --client-cpus (default core 1). Load is bench/loadgen.py: closed
+loops over keep-alive connections, requests rotating through distinct inputs, and a sample of
+the answers (every --check-every-th, and the first of every connection) compared with ONNX
+Runtime's own output: one wrong answer fails the run. All rows of the table come from that
+checked load; wrk (which checks nothing) is used only for the optional diffusion section.
+Triton rows need bench/triton_setup.sh run once (its own venv). docs/BENCHMARKS.md has a run.
 """
 
 import argparse
+import contextlib
 import os
 import platform
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Self
 
 import httpx
-import numpy as np
 import onnxruntime as ort
-import orjson
 
 sys.path.insert(0, str(Path(__file__).parent))
+import cases
 import diffusion
-import wrk
+import loadgen
+import procstat
+import report
+import triton
 
 import models
 
@@ -32,155 +42,168 @@ PYTHON = sys.executable
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per row")
+    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each row")
     parser.add_argument("--connections", default="1,8,64")
-    parser.add_argument("--workers", type=int, default=1, help="modelserve worker processes")
-    parser.add_argument("--diffusion", default="models/digits-diffusion", help="diffusion model folder ('' to skip)")
+    parser.add_argument("--check-every", type=int, default=4, help="compare every Nth answer with ONNX Runtime")
+    parser.add_argument("--server-cpus", default="0", help="taskset list for the servers")
+    parser.add_argument("--client-cpus", default="1", help="CPUs this load generator pins itself to")
+    parser.add_argument("--provider", default="CPUExecutionProvider", help="execution provider for every server")
+    parser.add_argument("--only", action="append", help="run only servers whose label starts with this (repeatable)")
+    parser.add_argument("--no-triton", action="store_true", help="skip Triton (or when bench/triton_setup.sh was not run)")
+    parser.add_argument("--access-log", action="store_true",
+                        help="also run modelserve with --no-access-log, to price the default per-request log")
+    parser.add_argument("--workers", action="store_true",
+                        help="also measure --workers 2 against one worker at the widest connections, all on every core")
+    parser.add_argument("--diffusion", default="", help="diffusion model folder for the samples/s section (wrk, unchecked)")
     args = parser.parse_args()
-    if not wrk.available():
-        sys.exit("wrk is missing: apt-get install wrk")
     connections = [int(c) for c in args.connections.split(",")]
-    rows: list[tuple[str, int, wrk.Result | None, float]] = []
+    client_cpus = cpu_list(args.client_cpus)
+    os.sched_setaffinity(0, client_cpus)
+    widest = max(connections)
 
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory(prefix="modelserve-bench-") as folder:
         root = Path(folder)
         plain, batched = models.write_repository(root, False), models.write_repository(root, True)
         model_path = plain / "mlp" / "1" / "model.onnx"
-        one, sixty_four = _sample(1), _sample(64)
-        json_1, json_64 = _json_body(one), _json_body(sixty_four)
-        binary_64, binary_headers = _binary_body(sixty_four)
+        cases.set_provider([plain, batched], args.provider)
+        session = cases.session(model_path, args.provider)
+        limits = cases.ort_in_process(session)
+        requests = {kind: cases.build(session, kind) for kind in ("json1", "json64", "binary64")}
 
-        limit_1, limit_64 = _ort_in_process(model_path)
-        rows.append(("ONNX Runtime in process, batch 1 (the limit)", 1, None, limit_1))
-        rows.append(("ONNX Runtime in process, batch 64, rows/s", 1, None, limit_64))
+        servers = _servers(args, root, plain, batched, model_path)
+        rows: list[report.Row] = []
+        versions = {"python": platform.python_version(), "onnxruntime": ort.__version__}
+        for label, (command, env, kinds) in servers.items():
+            if args.only and not any(label.startswith(prefix) for prefix in args.only):
+                continue
+            ready = "/docs" if label.startswith(report.BASELINE) else "/v2/models/mlp/ready"  # the baseline has one route
+            with _Server(["taskset", "-c", args.server_cpus, *command], env, root / "logs", ready) as server:
+                if label.startswith("Triton"):
+                    versions["Triton"] = httpx.get(server.url + "/v2").json()["version"]
+                for kind, conns in kinds(connections):
+                    print(f"  {label}: {kind} at {conns} connections", file=sys.stderr, flush=True)
+                    result = loadgen.run(server.url, requests[kind], conns, args.seconds,
+                                         args.warmup, args.check_every, server.cpu)
+                    rows.append(report.Row(label, kind, conns, result))
+        workers = _workers(args, batched, requests["json1"], widest, root) if args.workers else []
+        diffusion_rows = _diffusion(Path(args.diffusion), root, args.seconds, args.server_cpus) if args.diffusion else []
 
-        servers = {
-            "bare uvicorn constant endpoint (HTTP ceiling)": [PYTHON, "bench/bare_uvicorn.py", "{port}"],
-            "hand-written FastAPI + pydantic + ORT (baseline)": [PYTHON, "bench/baseline_fastapi.py", str(model_path), "{port}"],
-            "modelserve V2, no batching": _modelserve(plain, args.workers),
-            "modelserve V2, dynamic batching": _modelserve(batched, args.workers),
-        }
-        for label, command in servers.items():
-            with _Server(command) as url:
-                target = f"{url}/v2/models/mlp/infer"
-                for c in connections:
-                    rows.append((f"{label}: JSON, 1 row", c, wrk.run(target, json_1, {"Content-Type": "application/json"}, c, args.seconds), 1))
-                if label.startswith("modelserve"):
-                    c = max(connections)
-                    rows.append((f"{label}: JSON, 64 rows, rows/s", c, wrk.run(target, json_64, {"Content-Type": "application/json"}, c, args.seconds), 64))
-                    rows.append((f"{label}: binary, 64 rows, rows/s", c, wrk.run(target, binary_64, binary_headers, c, args.seconds), 64))
-        diffusion_rows = _diffusion(Path(args.diffusion), root, args) if args.diffusion else []
-    _print_table(rows, args)
-    _print_diffusion(diffusion_rows)
-
-
-def _diffusion(source: Path, root: Path, args) -> list[tuple[str, int, float]]:
-    rows = []
-    for label, repo in diffusion.write_repositories(source, root / "diffusion").items():
-        with _Server(_modelserve(repo, args.workers)) as url:
-            for concurrency in (1, 4, 16):
-                rate = diffusion.samples_per_second(url, source.name, concurrency, args.seconds)
-                rows.append((label, concurrency, rate))
-    return rows
+    print(report.header(args, client_cpus, versions))
+    print(report.table(rows, limits))
+    print(report.workers_table(workers))
+    print(report.targets(rows, workers, widest))
+    report.print_diffusion(diffusion_rows)
 
 
-def _print_diffusion(rows) -> None:
-    if not rows:
-        return
-    solo = next(rate for label, c, rate in rows if label == "no step batching" and c == 1)
-    print(f"\nDiffusion: {diffusion.REQUEST['num_samples']} sample(s) per request, "
-          f"{diffusion.REQUEST['steps']} {diffusion.REQUEST['sampler']} steps\n")
-    print("| generation | concurrent requests | samples/s | × one at a time |")
-    print("|---|---:|---:|---:|")
-    for label, concurrency, rate in rows:
-        print(f"| {label} | {concurrency} | {rate:.1f} | {rate / solo:.2f} |")
+def cpu_list(text: str) -> set[int]:
+    """taskset's list syntax: '1', '0,2', '4-7'."""
+    found = set()
+    for part in text.split(","):
+        low, _, high = part.partition("-")
+        found.update(range(int(low), int(high or low) + 1))
+    return found
 
 
-def _modelserve(repository: Path, workers: int) -> list[str]:
-    return [PYTHON, "-m", "service", "--model-repository", str(repository), "--port", "{port}",
-            "--log-level", "warning", "--workers", str(workers), "--no-access-log", "--grpc-port", "0"]
+# ------------------------------------------------------------------------------ servers
+
+def _modelserve(repository: Path, *flags: str) -> list[str]:
+    """modelserve as a user starts it: the repository, an address, nothing else unless asked."""
+    return [PYTHON, "-m", "service", "--model-repository", str(repository), "--port", "{port}", *flags]
 
 
-def _sample(rows: int) -> np.ndarray:
-    return np.random.default_rng(0).random((rows, 64)).astype(np.float32).round(4)
-
-
-def _json_body(x: np.ndarray) -> bytes:
-    tensor = {"name": "input", "shape": list(x.shape), "datatype": "FP32", "data": x.reshape(-1).tolist()}
-    return orjson.dumps({"inputs": [tensor]})
-
-
-def _binary_body(x: np.ndarray) -> tuple[bytes, dict[str, str]]:
-    header = orjson.dumps({
-        "inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32", "parameters": {"binary_data_size": x.nbytes}}],
-        "outputs": [{"name": "logits", "parameters": {"binary_data": True}}],
-    })
-    return header + x.tobytes(), {"Inference-Header-Content-Length": str(len(header)), "Content-Type": "application/octet-stream"}
-
-
-def _ort_in_process(model_path: Path, seconds: float = 2.0) -> tuple[float, float]:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
-    rates = []
-    for rows in (1, 64):
-        x = _sample(rows)
-        count, started = 0, time.perf_counter()
-        while time.perf_counter() - started < seconds:
-            session.run(None, {"input": x})
-            count += 1
-        rates.append(count * rows / (time.perf_counter() - started))
-    return rates[0], rates[1]
+def _servers(args, root: Path, plain: Path, batched: Path, model_path: Path) -> dict:
+    """label -> (command, environment, which (kind, connections) to run)."""
+    env = dict(os.environ)
+    one_row = lambda conns: [("json1", c) for c in conns]
+    wide = lambda conns: [*one_row(conns), ("json64", max(conns)), ("binary64", max(conns))]
+    servers = {"hand-written FastAPI + ORT": (
+        [PYTHON, "bench/baseline_fastapi.py", str(model_path), "{port}", args.provider], env, one_row)}
+    venv = None if args.no_triton else triton.venv()
+    if venv is None and not args.no_triton:
+        sys.exit("Triton's venv is missing: run `bash bench/triton_setup.sh` once, or pass --no-triton")
+    if venv is not None:
+        for batching, label, kinds in ((False, "Triton python backend + ORT, no batching", wide),
+                                       (True, "Triton python backend + ORT, dynamic batching 2 ms max 32", one_row)):
+            repository = triton.write_repository(root, model_path, batching, args.provider)
+            command, triton_env = triton.command(venv, repository, root / "triton-backends")
+            servers[label] = (command, triton_env, kinds)
+    servers["modelserve, no batching"] = (_modelserve(plain), env, wide)
+    servers["modelserve, max_batch_size 64, max_queue_delay_ms 0"] = (_modelserve(batched), env, wide)
+    if args.access_log:
+        servers["modelserve, max_batch_size 64, --no-access-log"] = (
+            _modelserve(batched, "--no-access-log"), env, one_row)
+    return servers
 
 
 class _Server:
-    def __init__(self, command: list[str], cwd: Path = ROOT):
-        self.cwd = cwd  # the source tree it runs (another checkout's, to compare code)
-        with __import__("socket").socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.command = [part.replace("{port}", str(self.port)) for part in command]
+    """A server process on a free port: started, waited on until ready, stopped."""
 
-    def __enter__(self) -> str:
-        self.process = subprocess.Popen(self.command, cwd=self.cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                        env={**os.environ, "MODELSERVE_LOG_LEVEL": "warning"})
-        url = f"http://127.0.0.1:{self.port}"
-        for _ in range(300):
-            try:
-                httpx.get(url + "/v2/health/ready", timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        time.sleep(1.0)  # let models finish loading and warm up
-        return url
+    def __init__(self, command: list[str], env: dict[str, str], logs: Path, ready: str = "/v2/models/mlp/ready"):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        self.command = [part.replace("{port}", str(port)) for part in command]
+        self.url = f"http://127.0.0.1:{port}"
+        self.env, self.ready = env, ready
+        logs.mkdir(exist_ok=True)
+        self.log = logs / f"server-{port}.log"  # a user's terminal or container log: the server writes it
+
+    def __enter__(self) -> Self:
+        self.process = subprocess.Popen(self.command, cwd=ROOT, env=self.env, stdout=self.log.open("wb"),
+                                        stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                sys.exit(f"server exited: {' '.join(self.command)}\n{self.log.read_text()[-3000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(self.url + self.ready, timeout=1).status_code == 200:
+                    return self
+            time.sleep(0.2)
+        self.__exit__()
+        sys.exit(f"server not ready in 120 s: {' '.join(self.command)}\n{self.log.read_text()[-3000:]}")
+
+    def cpu(self) -> float:
+        return procstat.cpu_seconds(self.process.pid)
 
     def __exit__(self, *exc) -> None:
         self.process.terminate()
-        self.process.wait(timeout=30)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
 
-def _print_table(rows, args) -> None:
-    def rate(label, result, per_request):
-        return result.requests_per_s * per_request if result else per_request
+def _workers(args, batched: Path, cases, conns: int, root: Path) -> list[tuple[int, loadgen.Result]]:
+    """modelserve --workers 1 and 2 with the server and this load generator both on every core."""
+    everything = set(range(os.cpu_count()))
+    os.sched_setaffinity(0, everything)
+    found = []
+    try:
+        for workers in (1, 2):
+            with _Server(_modelserve(batched, "--workers", str(workers)), dict(os.environ), root / "logs") as server:
+                print(f"  modelserve --workers {workers}: json1 at {conns} connections", file=sys.stderr, flush=True)
+                found.append((workers, loadgen.run(server.url, cases, conns, args.seconds,
+                                                   args.warmup, args.check_every, server.cpu)))
+    finally:
+        os.sched_setaffinity(0, cpu_list(args.client_cpus))
+    return found
 
-    baseline = {c: r.requests_per_s for label, c, r, _ in rows if r and label.startswith("hand-written")}
-    ceiling = {c: r.requests_per_s for label, c, r, _ in rows if r and label.startswith("bare uvicorn")}
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"python {platform.python_version()}, onnxruntime {ort.__version__}; {args.seconds:.0f} s per row, "
-          f"modelserve workers: {args.workers}\n")
-    print("| what | connections | req/s (rows/s) | p50 ms | p90 ms | p99 ms | errors | × baseline | × ceiling |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for label, c, result, per_request in rows:
-        value = rate(label, result, per_request)
-        if result is None:
-            print(f"| {label} | – | {value:,.0f} | | | | | | |")
-            continue
-        rps = result.requests_per_s
-        vs_base = f"{rps / baseline[c]:.2f}" if c in baseline and per_request == 1 else ""
-        vs_ceiling = f"{rps / ceiling[c]:.2f}" if c in ceiling and per_request == 1 else ""
-        print(f"| {label} | {c} | {value:,.0f} | {result.p50_ms:.2f} | {result.p90_ms:.2f} | {result.p99_ms:.2f} "
-              f"| {result.errors} | {vs_base} | {vs_ceiling} |")
+
+def _diffusion(source: Path, root: Path, seconds: float, cpus: str) -> list[tuple[str, int, float]]:
+    """Samples/s with 1, 4 and 16 concurrent generations (wrk on the other cores, unchecked)."""
+    rows = []
+    for label, repo in diffusion.write_repositories(source, root / "diffusion").items():
+        with _Server(["taskset", "-c", cpus, *_modelserve(repo, "--no-access-log")], dict(os.environ), root / "logs",
+                     f"/v2/models/{source.name}/ready") as server:
+            for concurrency in (1, 4, 16):
+                rows.append((label, concurrency, diffusion.samples_per_second(server.url, source.name, concurrency, seconds)))
+    return rows
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except loadgen.WrongAnswer as exc:
+        sys.exit(f"FAILED: a server answered wrong: {exc}")

@@ -8,7 +8,9 @@ measures its capacity with the request mix of bench/soak_traffic.py (closed loop
 sends that mix open-loop at --load times the capacity: requests start on schedule whether or
 not earlier ones finished, as real clients do. Per minute: requests, unexpected answers, p50
 and p99 latency, the server's RSS and open file descriptors. Targets: no unexpected answer,
-p99 not drifting up, RSS growth under 5% after the first minute. docs/RELIABILITY.md has a run.
+p99 not drifting up, RSS growth under 5% after the first minute. V2 answers are compared with
+ONNX Runtime's output on --repository's graphs: a wrong one is counted (status WRONG) and makes
+the run exit non-zero. docs/RELIABILITY.md has a run.
 """
 
 import argparse
@@ -174,14 +176,15 @@ def report(result: dict, mix: soak_traffic.Mix, rate: float, capacity: float | N
     lines += ["", "| kind | status | count | expected |", "|---|---|---|---|"]
     lines += [f"| {k} | {s} | {n} | {'yes' if ok else '**no**'} |" for (k, s, ok), n in sorted(outcomes.items())]
     unexpected = sum(not r[4] for r in rows)
-    verdict = _verdict(minutes, len(rows), unexpected, result["not_sent"], log_errors)
+    wrong = sum(r[3] == str(soak_traffic.WRONG) for r in rows)
+    verdict = _verdict(minutes, len(rows), unexpected, wrong, result["not_sent"], log_errors)
     lines += ["", *verdict["lines"]]
     return "\n".join(lines), {"rate": rate, "capacity": capacity, "minutes": minutes,
                               "outcomes": [[k, s, ok, n] for (k, s, ok), n in outcomes.items()],
                               "skipped": mix.skipped, **verdict["numbers"]}
 
 
-def _verdict(minutes: list[dict], answers: int, unexpected: int, not_sent: int, log_errors: int) -> dict:
+def _verdict(minutes: list[dict], answers: int, unexpected: int, wrong: int, not_sent: int, log_errors: int) -> dict:
     rss = [m["rss_mb"] for m in minutes if m["rss_mb"] is not None]
     growth = (rss[-1] - rss[0]) / rss[0] if len(rss) > 1 else None  # from the end of minute 1
     p99 = [m["p99_ms"] for m in minutes]
@@ -189,11 +192,12 @@ def _verdict(minutes: list[dict], answers: int, unexpected: int, not_sent: int, 
     early, late = p99[1:4] or p99, p99[-max(1, len(p99) // 3):]
     drift = float(np.median(late) / np.median(early)) if early else None
     lines = [f"Answers: {answers:,} (the sum of either table above).",
-             (f"Unexpected answers: {unexpected}. Requests the client could not start (over "
+             (f"Unexpected answers: {unexpected}, of which wrong tensors (200 but not ONNX Runtime's "
+              f"output): {wrong}. Requests the client could not start (over "
               f"{MAX_IN_FLIGHT} in flight): {not_sent}. Error lines in the server log: {log_errors}."),
              f"RSS growth after the first minute: {growth:+.1%}." if growth is not None else "RSS: not measured.",
              f"p99 of the last third / p99 of minutes 2-4: {drift:.2f}." if drift is not None else ""]
-    return {"lines": lines, "numbers": {"answers": answers, "unexpected": unexpected, "not_sent": not_sent,
+    return {"lines": lines, "numbers": {"answers": answers, "unexpected": unexpected, "wrong": wrong, "not_sent": not_sent,
                                         "rss_growth": growth,
                                         "p99_drift": drift, "server_log_errors": log_errors}}
 
@@ -247,7 +251,7 @@ def main() -> None:
         process, url = start_server(args.repository, log)
         pid = process.pid
     try:
-        mix = soak_traffic.build(url)
+        mix = soak_traffic.build(url, args.repository)
         capacity = None if args.rate else asyncio.run(calibrate(url, mix))
         rate = args.rate or args.load * capacity
         print(f"soaking {url} at {rate:.0f} requests/s for {args.minutes:g} min", file=sys.stderr)
@@ -263,6 +267,8 @@ def main() -> None:
         args.out.write_text(json.dumps(numbers, indent=1))
     if args.rows:
         args.rows.write_text("".join(json.dumps(row[:4]) + "\n" for row in result["rows"]))
+    if numbers["wrong"]:
+        sys.exit(f"FAILED: {numbers['wrong']} answers differ from ONNX Runtime's")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import numpy as np
 from num2words import num2words
 
 sys.path.insert(0, str(Path(__file__).parent))
-from run import _modelserve, _Server  # the bench's own server starter
+from servers import _modelserve, _Server  # the bench's own server starter
 
 MODEL = "en-fr-numbers"
 CONFIGS = ("KV cache", "no cache")  # the version as committed; without cross_kv and decoder_cached
