@@ -12,7 +12,6 @@ test patient must add up to value - baseline_value (Shapley sampling's efficienc
 """
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -23,7 +22,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import Server  # a real server process, as the tests start it
+from servers import report, served  # bench/servers.py, beside this script
+
 from training import data
 
 SEED = 15
@@ -98,26 +98,13 @@ def main() -> None:
     parser.add_argument("--url", help="an already running server (default: start one over models/)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
-    server = None
-    if args.url is None:
-        server = Server(ROOT / "models", env={"MODELSERVE_PROVIDERS": "CPUExecutionProvider"})
-        server.wait_ready(120)
-    try:
-        with httpx.Client(base_url=args.url or server.url, timeout=120) as client:
-            result = {
-                "classifiers": [classifier(client, m, args.count, args.orders) for m in args.models.split(",")],
-                "regressor": regressor(client, "diabetes-regressor", args.orders),
-                "command": f"python bench/explain.py --count {args.count} --orders {args.orders}",
-            }
-    finally:
-        if server is not None:
-            server.stop()
-            server.log_path.unlink(missing_ok=True)
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
-
+    with served(args.url) as url, httpx.Client(base_url=url, timeout=120) as client:
+        result = {
+            "classifiers": [classifier(client, m, args.count, args.orders) for m in args.models.split(",")],
+            "regressor": regressor(client, "diabetes-regressor", args.orders),
+            "command": f"python bench/explain.py --count {args.count} --orders {args.orders}",
+        }
+    report(result, args.json)
 
 if __name__ == "__main__":
     main()

@@ -2,10 +2,13 @@
 gRPC against HTTP), and the MLP request bodies they send. bench/run.py has its own, with CPU
 accounting and logs, for the side-by-side table."""
 
+import contextlib
+import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -63,3 +66,29 @@ class _Server:
         self.process.terminate()
         self.process.wait(timeout=30)
 
+
+
+@contextlib.contextmanager
+def served(url: str | None) -> Iterator[str]:
+    """`url` when a server is already running; else a server started over models/ for the run,
+    on the CPU whatever the machine has, stopped and its log removed afterwards."""
+    if url is not None:
+        yield url
+        return
+    from tests.conftest import Server  # a real server process, as the tests start it
+
+    server = Server(ROOT / "models", env={"MODELSERVE_PROVIDERS": "CPUExecutionProvider"})
+    try:
+        server.wait_ready(120)
+        yield server.url
+    finally:
+        server.stop()
+        server.log_path.unlink(missing_ok=True)
+
+
+def report(result: dict, path: Path | None) -> None:
+    """Print a measurement's JSON, and write it to `path` too when given."""
+    text = json.dumps(result, indent=1)
+    print(text)
+    if path:
+        path.write_text(text + "\n")

@@ -12,7 +12,6 @@ verdicts where the model has a guard. Starts `python -m service` on 127.0.0.1 ov
 
 import argparse
 import io
-import json
 import math
 import sys
 import time
@@ -25,7 +24,8 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import Server  # a real server process, as the tests start it
+from servers import report, served  # bench/servers.py, beside this script
+
 from training import data
 
 SEED = 15
@@ -142,21 +142,9 @@ def main() -> None:
     parser.add_argument("--url", help="an already running server (default: start one over models/)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
-    server = None
-    if args.url is None:
-        server = Server(ROOT / "models", env={"MODELSERVE_PROVIDERS": "CPUExecutionProvider"})
-        server.wait_ready(120)
-    try:
-        result = measure(args.url or server.url, args.model, args.count)
-    finally:
-        if server is not None:
-            server.stop()
-            server.log_path.unlink(missing_ok=True)
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
-
+    with served(args.url) as url:
+        result = measure(url, args.model, args.count)
+    report(result, args.json)
 
 if __name__ == "__main__":
     main()
