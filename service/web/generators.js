@@ -1,10 +1,10 @@
 // The Generators panel: samples of a GAN, VAE, flow or diffusion model as a grid; diffusion
 // streams its clean-sample prediction so the picture sharpens step by step, and "Stop" aborts.
 
-import { describe, postJSON, streamEvents, v2 } from "./api.js";
+import { postJSON, streamEvents, v2 } from "./api.js";
 import { config, isImage, ofTask, task } from "./catalog.js";
 import { writeState } from "./state.js";
-import { el, errorBox, fillSelect, noModels, randomSeed } from "./ui.js";
+import { el, errorBox, fillSelect, noModels, randomSeed, stoppable } from "./ui.js";
 
 const FRAMES = 20;  // about this many pictures per diffusion stream, whatever its steps
 
@@ -18,7 +18,7 @@ export function setupGenerators(section, catalog, state) {
   const status = section.querySelector(".status");
   const stop = section.querySelector(".stop");
   const go = form.querySelector("button[type=submit]");
-  let running = null;  // the AbortController of the request in flight
+  const run = stoppable({ go, stop, error, status });
 
   // A GAN answers in one graph call: the quickest first picture when no link chose a model.
   const first = state.gen ?? (models.find((m) => task(m) === "gan") ?? models[0]).name;
@@ -74,37 +74,21 @@ export function setupGenerators(section, catalog, state) {
   }
 
   async function generate() {
-    running?.abort();
-    const controller = (running = new AbortController());
-    error.clear();
-    go.disabled = true;
-    stop.disabled = false;
     const name = f.model.value;
     let params;
-    try {
+    await run(async (signal) => {
       params = body();
-      if (diffusion()) await stream(name, params, controller.signal);
+      if (diffusion()) await stream(name, params, signal);
       else {
         status.textContent = "Generating…";
-        const result = await postJSON(`${v2(name)}/generate`, params, { signal: controller.signal });
+        const result = await postJSON(`${v2(name)}/generate`, params, { signal });
         show(result.grid, 1);
         status.textContent = `${result.samples.length} samples from ${name}, seed ${result.seed}.`;
       }
-    } catch (err) {
-      if (err.name === "AbortError") {
-        const at = img.dataset.step ? ` at step ${img.dataset.step} of ${params.steps}` : "";
-        status.textContent = `Stopped${at}: the server stopped sampling when the connection closed.`;
-      } else {
-        status.textContent = "";
-        error.show(describe(err));
-      }
-    } finally {
-      if (running === controller) {
-        running = null;
-        go.disabled = false;
-        stop.disabled = true;
-      }
-    }
+    }, () => {
+      const at = img.dataset.step ? ` at step ${img.dataset.step} of ${params.steps}` : "";
+      status.textContent = `Stopped${at}: the server stopped sampling when the connection closed.`;
+    });
   }
 
   async function stream(name, params, signal) {
@@ -132,7 +116,6 @@ export function setupGenerators(section, catalog, state) {
   }
 
   form.addEventListener("submit", (e) => { e.preventDefault(); generate(); });
-  stop.addEventListener("click", () => running?.abort());
   section.querySelector(".new-seed").addEventListener("click", () => { f.seed.value = randomSeed(); generate(); });
   // A new GAN/VAE/flow grid costs one graph call; a diffusion run waits for "Generate".
   f.model.addEventListener("change", () => { adapt(false); if (!diffusion()) generate(); });

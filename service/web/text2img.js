@@ -1,10 +1,10 @@
 // The Text to image panel: a prompt (with the model's suggested prompts), then the stream of the
 // model's clean-sample guesses, so the caption's digits appear step by step; "Stop" aborts.
 
-import { describe, streamEvents, v2 } from "./api.js";
+import { streamEvents, v2 } from "./api.js";
 import { config, ofTask } from "./catalog.js";
 import { writeState } from "./state.js";
-import { el, errorBox, fillSelect, noModels, randomSeed } from "./ui.js";
+import { el, errorBox, fillSelect, noModels, randomSeed, stoppable } from "./ui.js";
 
 const FRAMES = 20;  // about this many pictures per stream, whatever its steps
 
@@ -20,7 +20,7 @@ export function setupTextToImage(section, catalog, state) {
   const go = form.querySelector("button[type=submit]");
   const suggestions = section.querySelector(".suggestions");
   const words = section.querySelector(".vocabulary");
-  let running = null;  // the AbortController of the stream in flight
+  const run = stoppable({ go, stop, error, status });
 
   fillSelect(f.model, models.map((m) => m.name), state.t2i);
   const model = () => models.find((m) => m.name === f.model.value);
@@ -58,30 +58,14 @@ export function setupTextToImage(section, catalog, state) {
   }
 
   async function generate() {
-    running?.abort();
-    const controller = (running = new AbortController());
-    error.clear();
-    go.disabled = true;
-    stop.disabled = false;
     let params;
-    try {
+    await run(async (signal) => {
       params = body();
-      await stream(f.model.value, params, controller.signal);
-    } catch (err) {
-      if (err.name === "AbortError") {
-        const at = img.dataset.step ? ` at step ${img.dataset.step} of ${params.steps}` : "";
-        status.textContent = `Stopped${at}: the server stopped sampling when the connection closed.`;
-      } else {
-        status.textContent = "";
-        error.show(describe(err));
-      }
-    } finally {
-      if (running === controller) {
-        running = null;
-        go.disabled = false;
-        stop.disabled = true;
-      }
-    }
+      await stream(f.model.value, params, signal);
+    }, () => {
+      const at = img.dataset.step ? ` at step ${img.dataset.step} of ${params.steps}` : "";
+      status.textContent = `Stopped${at}: the server stopped sampling when the connection closed.`;
+    });
   }
 
   async function stream(name, params, signal) {
@@ -109,7 +93,6 @@ export function setupTextToImage(section, catalog, state) {
   }
 
   form.addEventListener("submit", (e) => { e.preventDefault(); generate(); });
-  stop.addEventListener("click", () => running?.abort());
   section.querySelector(".new-seed").addEventListener("click", () => { f.seed.value = randomSeed(); generate(); });
   f.model.addEventListener("change", () => adapt(false));
   // A shared link shows its result; otherwise the page waits for "Generate".

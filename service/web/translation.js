@@ -2,10 +2,10 @@
 // generate_stream, with the decoder's cross-attention (output tokens x source words) as a heat
 // map that grows a row per token. "Stop" closes the stream; the server stops at its next step.
 
-import { describe, streamEvents, v2 } from "./api.js";
+import { streamEvents, v2 } from "./api.js";
 import { ofTask } from "./catalog.js";
 import { writeState } from "./state.js";
-import { el, errorBox, fillSelect, noModels } from "./ui.js";
+import { el, errorBox, fillSelect, noModels, stoppable } from "./ui.js";
 
 const EXAMPLES = ["three hundred seventy-one thousand and ninety-eight", "eighty", "ninety-one",
                   "two hundred thousand", "seven hundred and ninety-seven thousand, seven hundred and ninety-seven"];
@@ -21,7 +21,7 @@ export function setupTranslation(section, catalog, state) {
   const status = section.querySelector(".status");
   const stop = section.querySelector(".stop");
   const go = form.querySelector("button[type=submit]");
-  let running = null;
+  const run = stoppable({ go, stop, error, status });
 
   fillSelect(f.model, models.map((m) => m.name), state.tr);
   f.example.replaceChildren(el("option", { value: "", text: "pick an example…" }),
@@ -29,18 +29,13 @@ export function setupTranslation(section, catalog, state) {
   f.text.value = state.text ?? EXAMPLES[0];
 
   async function translate() {
-    running?.abort();
-    const controller = (running = new AbortController());
-    error.clear();
-    go.disabled = true;
-    stop.disabled = false;
     output.textContent = "";
     table.replaceChildren();
     let tokens = 0;
     let columns = null;
     writeState({ tr: f.model.value, text: f.text.value });
     status.textContent = "Translating…";
-    try {
+    await run(async (signal) => {
       const body = { text_input: f.text.value, parameters: { attention: true } };
       await streamEvents(`${v2(f.model.value)}/generate_stream`, body, (event) => {
         if (event.event === "done") {
@@ -52,22 +47,11 @@ export function setupTranslation(section, catalog, state) {
         output.textContent += event.text_output;
         row(event.token, event.attention, columns);
         status.textContent = `${++tokens} tokens so far…`;
-      }, controller.signal);
-    } catch (err) {
-      if (err.name === "AbortError") {
-        status.textContent = `Stopped after ${tokens} tokens: the server stopped decoding when the connection closed.`;
-        section.dataset.finish = "cancelled";
-      } else {
-        status.textContent = "";
-        error.show(describe(err));
-      }
-    } finally {
-      if (running === controller) {
-        running = null;
-        go.disabled = false;
-        stop.disabled = true;
-      }
-    }
+      }, signal);
+    }, () => {
+      status.textContent = `Stopped after ${tokens} tokens: the server stopped decoding when the connection closed.`;
+      section.dataset.finish = "cancelled";
+    });
   }
 
   function header(words) {
@@ -88,6 +72,5 @@ export function setupTranslation(section, catalog, state) {
   }
 
   form.addEventListener("submit", (e) => { e.preventDefault(); translate(); });
-  stop.addEventListener("click", () => running?.abort());
   f.example.addEventListener("change", () => { if (f.example.value) { f.text.value = f.example.value; translate(); } });
 }

@@ -1,5 +1,7 @@
 // Small DOM helpers shared by the panels.
 
+import { describe } from "./api.js";
+
 export function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs)) {
@@ -18,6 +20,36 @@ export function errorBox(section) {
   return {
     show(text) { box.textContent = text; box.hidden = false; },
     clear() { box.hidden = true; box.textContent = ""; },
+  };
+}
+
+// One request at a time, with a Stop button: `run(work, stopped)` aborts the request in flight,
+// hands `work` a fresh AbortSignal, and on an abort calls `stopped` (which says so in the panel);
+// any other error goes to the panel's error box. Stop aborts the request in flight.
+export function stoppable({ go, stop, error, status }) {
+  let running = null;  // the AbortController of the request in flight
+  stop.addEventListener("click", () => running?.abort());
+  return async function run(work, stopped) {
+    running?.abort();
+    const controller = (running = new AbortController());
+    error.clear();
+    go.disabled = true;
+    stop.disabled = false;
+    try {
+      await work(controller.signal);
+    } catch (err) {
+      if (err.name === "AbortError") stopped();
+      else {
+        status.textContent = "";
+        error.show(describe(err));
+      }
+    } finally {
+      if (running === controller) {
+        running = null;
+        go.disabled = false;
+        stop.disabled = true;
+      }
+    }
   };
 }
 
