@@ -198,7 +198,7 @@ def warm_up(graph: Graph) -> None:
     """
     try:
         graph.run({spec.name: _zeros(spec) for spec in graph.inputs})
-    except Exception as exc:  # any failure here is only worth a log line
+    except Exception as exc:  # noqa: BLE001  (any failure here is only worth a log line)
         log.info("warm-up of %s skipped: %s", graph.path, str(exc).splitlines()[0][:200] if str(exc) else exc)
 
 

@@ -122,7 +122,7 @@ class Graph:
         options.log_severity_level = 3  # ORT's own warnings go to stderr unstructured; keep errors
         try:
             self._session = ort.InferenceSession(str(path), options, providers=chosen)
-        except Exception as exc:  # ORT raises its own exception types for every kind of bad file
+        except Exception as exc:  # noqa: BLE001  (ORT raises its own exception types for every kind of bad file)
             raise GraphLoadError(
                 f"{path.name} could not be loaded by ONNX Runtime: {_first_line(exc)}"
             ) from None

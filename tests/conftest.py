@@ -93,7 +93,7 @@ class Server:
         command = [*self.prefix, sys.executable, "-m", "service", "--model-repository", str(self.repository),
                    "--host", "127.0.0.1", "--port", str(self.port),
                    "--grpc-port", str(self.grpc_port), *self.args]
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115  (open for the server's whole life)
         self.process = subprocess.Popen(command, cwd=ROOT, env=self.environment, stdout=self._log,
                                         stderr=subprocess.STDOUT)
 
