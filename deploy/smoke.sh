@@ -62,10 +62,20 @@ python3 deploy/smoke_client.py http "$PORT" models
 log "calling gRPC through nginx on 127.0.0.1:$GRPC_PORT"
 "$SMOKE_PYTHON" deploy/smoke_client.py grpc "$GRPC_PORT"
 
-# Both replicas took requests through nginx: count each one's access log lines.
+# Both replicas took requests through nginx: count each one's access log lines, and the gRPC
+# calls among them that kept the client's x-request-id across nginx.
+grpc_ids=0
 for name in $("$ENGINE" ps --filter "label=com.docker.compose.project=$PROJECT" --filter "label=com.docker.compose.service=modelserve" --format '{{.Names}}'); do
-    log "$name answered $("$ENGINE" logs "$name" 2>&1 | grep -c '"logger":"modelserve.access"') requests"
+    replica_log=$("$ENGINE" logs "$name" 2>&1)
+    ids=$(grep -c '"request_id":"smoke-grpc-' <<<"$replica_log" || true)
+    grpc_ids=$((grpc_ids + ids))
+    log "$name answered $(grep -c '"logger":"modelserve.access"' <<<"$replica_log" || true) requests ($ids gRPC ModelInfer with the client's x-request-id)"
 done
+# nginx's own access log: the gRPC calls reached it as HTTP/2 and left through grpc_pass.
+for name in $("$ENGINE" ps --filter "label=com.docker.compose.project=$PROJECT" --filter "label=com.docker.compose.service=nginx" --format '{{.Names}}'); do
+    log "$name passed $("$ENGINE" logs "$name" 2>&1 | grep -c 'POST /inference.GRPCInferenceService/ModelInfer HTTP/2.0" 200' || true) ModelInfer calls over HTTP/2"
+done
+[ "$grpc_ids" -gt 0 ] || { echo "smoke: no replica logged a gRPC call with the client's x-request-id" >&2; exit 1; }
 
 if [ "$ENGINE" = podman ]; then
     # Nothing runs HEALTHCHECKs by itself here (no systemd): run the image's own, once each.

@@ -130,7 +130,9 @@ def grpc(port: str) -> int:
                 dtype = tg.triton_to_np_dtype(datatype)
                 tensor.set_data_from_numpy(np.array(values, dtype=dtype).reshape(shape))
                 inputs.append(tensor)
-            response = client.infer(name, inputs, request_id=f"smoke-{name}").get_response()
+            # x-request-id metadata crosses nginx (grpc_set_header) into the replica's log line.
+            response = client.infer(name, inputs, request_id=f"smoke-{name}",
+                                    headers={"x-request-id": f"smoke-grpc-{name}"}).get_response()
             print(f"ModelInfer {name} -> v{response.model_version} id {response.id} "
                   f"{ {o.name: list(o.shape) for o in response.outputs} }")
         except Exception as exc:  # noqa: BLE001 - report every model, then fail
