@@ -5,21 +5,23 @@
 # stream: deploy/smoke_client.py), and tear it all down. Not part of `make test`: minutes.
 #
 #   deploy/smoke.sh                 docker compose, or podman-compose where there is no Docker
-#   SMOKE_PORT=18000 deploy/smoke.sh   host port for nginx (default 18000; gRPC on the next one)
+#   SMOKE_PORT=18000 deploy/smoke.sh   host port for nginx (default 18000; gRPC on the next one,
+#                                      Prometheus on the one after)
 #   SMOKE_PYTHON=.venv/bin/python      a Python with tritonclient[grpc] (the dev extra), for gRPC
 #
 # Without Docker (no engine, no registry), first run ../shared/tools/container-env.sh: it sets
-# up podman with a local python:3.11-slim. deploy/compose.smoke.yml then builds nginx from that
-# base with Debian's nginx; Prometheus and Grafana are left out (their images can't be pulled).
+# up podman with a local python:3.11-slim. deploy/compose.smoke.yml then builds nginx and
+# Prometheus from that base with Debian's packages; Grafana is left out (no image, no package).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PORT=${SMOKE_PORT:-18000}
 GRPC_PORT=$((PORT + 1))
+PROMETHEUS_PORT=$((PORT + 2))
 SMOKE_PYTHON=${SMOKE_PYTHON:-.venv/bin/python}
 PROJECT=modelserve-smoke
 FILES=(-f docker-compose.yml -f deploy/compose.smoke.yml)
-export MODELSERVE_HTTP_PORT=$PORT MODELSERVE_GRPC_PUBLISHED_PORT=$GRPC_PORT
+export MODELSERVE_HTTP_PORT=$PORT MODELSERVE_GRPC_PUBLISHED_PORT=$GRPC_PORT PROMETHEUS_PORT
 
 log() { printf '[smoke %(%H:%M:%S)T] %s\n' -1 "$*"; }
 
@@ -50,10 +52,10 @@ STEP_LOG=${TMPDIR:-/tmp}/modelserve-smoke.log
 : > "$STEP_LOG"
 step() { "$@" >>"$STEP_LOG" 2>&1 || { tail -n 60 "$STEP_LOG"; echo "smoke: '$*' failed (log: $STEP_LOG)" >&2; exit 1; }; }
 
-log "building the service image and nginx (log: $STEP_LOG)"
-step "${COMPOSE[@]}" build modelserve nginx
-log "starting modelserve (2 replicas) and nginx on 127.0.0.1:$PORT"
-step "${COMPOSE[@]}" up -d modelserve nginx
+log "building the service image, nginx and Prometheus (log: $STEP_LOG)"
+step "${COMPOSE[@]}" build modelserve nginx prometheus
+log "starting modelserve (2 replicas), nginx on 127.0.0.1:$PORT and Prometheus on 127.0.0.1:$PROMETHEUS_PORT"
+step "${COMPOSE[@]}" up -d modelserve nginx prometheus
 "$ENGINE" ps --filter "label=com.docker.compose.project=$PROJECT" --format '{{.Names}}  {{.Image}}  {{.Status}}'
 
 log "calling the service through nginx"
@@ -61,6 +63,9 @@ python3 deploy/smoke_client.py http "$PORT" models
 
 log "calling gRPC through nginx on 127.0.0.1:$GRPC_PORT"
 "$SMOKE_PYTHON" deploy/smoke_client.py grpc "$GRPC_PORT"
+
+log "asking Prometheus on 127.0.0.1:$PROMETHEUS_PORT what it scraped from the replicas"
+python3 deploy/smoke_client.py prometheus "$PROMETHEUS_PORT"
 
 # Both replicas took requests through nginx: count each one's access log lines, and the gRPC
 # calls among them that kept the client's x-request-id across nginx.

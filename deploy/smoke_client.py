@@ -2,17 +2,21 @@
 
     python3 deploy/smoke_client.py http PORT MODELS_DIR     # the standard library only
     python deploy/smoke_client.py grpc PORT                 # needs tritonclient[grpc] and numpy
+    python3 deploy/smoke_client.py prometheus PORT          # after the two above
 
 Each model gets one request built from its metadata and its task (`request_for`): a generator
 is asked for one sample with a seed (its other inputs are optional modes), a translation model
 for a phrase it knows, any other model for every input with shape -1 taken as 1. Integers are 0
 so that indices (a graph's edge_index) stay in range. Exits 1 if any model did not answer.
+`prometheus` waits until Prometheus scrapes every replica (DNS discovery of the compose service)
+and has seen the requests of both transports in their `protocol` label.
 """
 
 import json
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 GENERATIVE = ("gan", "vae", "flow", "diffusion", "text-to-image")
@@ -171,6 +175,37 @@ def grpc(port: str) -> int:
     return 1 if failed else 0
 
 
+# ---------------------------------------------------------------------------------- Prometheus
+
+def prometheus(port: str, replicas: int = 2, timeout_s: float = 150) -> int:
+    base = f"http://127.0.0.1:{port}/api/v1"
+
+    def get(path: str):
+        with urllib.request.urlopen(base + path, timeout=10) as response:
+            return json.loads(response.read())["data"]
+
+    query = "/query?query=" + urllib.parse.quote("sum by (protocol) (modelserve_inference_request_success_total)")
+    deadline, up, seen = time.monotonic() + timeout_s, [], {}
+    # Discovery, the first scrape and the next (15 s apart) take up to a minute.
+    while time.monotonic() < deadline:
+        try:
+            targets = get("/targets")["activeTargets"]
+            up = sorted(t["labels"]["instance"] for t in targets
+                        if t["labels"].get("job") == "modelserve" and t["health"] == "up")
+            seen = {r["metric"].get("protocol"): float(r["value"][1]) for r in get(query)["result"]}
+        except (urllib.error.URLError, ConnectionError, TimeoutError, KeyError):
+            pass
+        if len(up) >= replicas and seen.get("http", 0) > 0 and seen.get("grpc", 0) > 0:
+            break
+        time.sleep(3)
+    print(f"Prometheus: modelserve targets up {up}")
+    print(f"Prometheus: sum by (protocol) (modelserve_inference_request_success_total) -> {seen}")
+    if len(up) < replicas or not (seen.get("http", 0) > 0 and seen.get("grpc", 0) > 0):
+        print(f"FAILED: wanted {replicas} replicas up and successes of both protocols within {timeout_s:g} s")
+        return 1
+    return 0
+
+
 if __name__ == "__main__":
     mode, *rest = sys.argv[1:]
-    sys.exit(http(*rest) if mode == "http" else grpc(*rest))
+    sys.exit({"http": http, "grpc": grpc, "prometheus": prometheus}[mode](*rest))
