@@ -25,6 +25,7 @@ import datetime
 import os
 import platform
 import resource
+import shutil
 import socket
 import subprocess
 import sys
@@ -74,6 +75,8 @@ def main() -> None:
     parser.add_argument("--server-cpus", default="0", help="taskset list for the servers")
     parser.add_argument("--client-cpus", default="1", help="CPUs this load generator (and wrk) pins itself to")
     parser.add_argument("--no-floors", action="store_true", help="skip the echo and bare-uvicorn rows")
+    parser.add_argument("--profile", type=Path, help="also py-spy the server under 64-row calls, 8 in flight, "
+                        "over gRPC and HTTP binary: collapsed stacks into this folder, shares printed")
     args = parser.parse_args()
     if not wrk.available():
         sys.exit("wrk is missing: apt-get install wrk")
@@ -99,6 +102,18 @@ def main() -> None:
                         ("HTTP JSON", _wrk, (target, _json_body(x), json_headers)),
                     ):
                         rows.append(_measure(server, kind, size, c, measure, load, args.seconds))
+            # What a user's client costs: tritonclient.grpc's synchronous infer, numpy in and out.
+            rows.append(_measure(server, "gRPC, tritonclient.grpc client", 64, 1, _tritonclient_load,
+                                 (server.grpc, _sample(64)), args.seconds))
+            if args.profile:
+                x = _sample(64)
+                binary, binary_headers = _binary_body(x)
+                profiles = {
+                    "grpc": (_grpc_load, (server.grpc, _grpc_request(x))),
+                    "http-binary": (_wrk, (target, binary, binary_headers)),
+                }
+                for name, (measure, load) in profiles.items():
+                    _profile(server, args.profile / f"{name}.txt", measure, load, args.seconds)
         if not args.no_floors:
             x = _sample(64)
             binary, binary_headers = _binary_body(x)
@@ -113,6 +128,9 @@ def main() -> None:
                     rows.append(_measure(server, "HTTP floor (bare uvicorn)", 64, c, _wrk,
                                          (server.url + "/", binary, binary_headers), args.seconds))
     _print(rows, args, started, load_before, os.getloadavg())
+    if args.profile:
+        for name in ("grpc", "http-binary"):
+            _print_profile(args.profile / f"{name}.txt")
 
 
 def _measure(server: "_Server", kind: str, size: int, concurrency: int, measure, load, seconds: float) -> Row:
@@ -177,6 +195,71 @@ def _grpc_load(address: str, message: bytes, concurrency: int, seconds: float):
         elapsed = time.perf_counter() - began
     p50, p99 = np.percentile(latencies, [50, 99]) * 1000 if latencies else (0.0, 0.0)
     return len(latencies) / elapsed, p50, p99, errors
+
+
+def _tritonclient_load(address: str, x: np.ndarray, concurrency: int, seconds: float):
+    """One call at a time with tritonclient.grpc, building the request from numpy and reading
+    the answer into numpy, as a user's code does: (requests/s, p50 ms, p99 ms, errors)."""
+    import tritonclient.grpc as tg
+
+    assert concurrency == 1, "the synchronous client makes one call at a time"
+    client = tg.InferenceServerClient(address)
+    latencies, errors, deadline = [], 0, time.perf_counter() + seconds
+    began = time.perf_counter()
+    while (started := time.perf_counter()) < deadline:
+        tensor = tg.InferInput("input", list(x.shape), "FP32")
+        tensor.set_data_from_numpy(x)
+        try:
+            client.infer("mlp", [tensor]).as_numpy("logits")
+            latencies.append(time.perf_counter() - started)
+        except tg.InferenceServerException:
+            errors += 1
+    elapsed = time.perf_counter() - began
+    client.close()
+    p50, p99 = np.percentile(latencies, [50, 99]) * 1000 if latencies else (0.0, 0.0)
+    return len(latencies) / elapsed, p50, p99, errors
+
+
+# Where a sample's time goes, first match wins: (label, test on (thread, frames)).
+_PROFILE_PARTS = [
+    ("ONNX Runtime's run", lambda thread, frames: any("onnxruntime_inference_collection.py" in f for f in frames)),
+    ("grpc's poller thread", lambda thread, frames: "_poll_wrapper" in thread),
+    ("gRPC servicer and codec (service/grpc/)", lambda thread, frames: any("service/grpc/" in f for f in frames)),
+    ("HTTP route and codec (service/http_protocol.py, protocol/)",
+     lambda thread, frames: any("service/http_protocol.py" in f or "service/protocol/" in f for f in frames)),
+    ("native code under the event loop (leaf Runner.run: uvloop, grpc's Cython core, sockets)",
+     lambda thread, frames: frames[-1].startswith("Runner.run")),
+    ("the rest (batcher, runner, metrics, asyncio, uvicorn)", lambda thread, frames: True),
+]
+
+
+def _profile(server: "_Server", out: Path, measure, load, seconds: float) -> None:
+    """py-spy (not pausing the server) while 8 calls are kept in flight; collapsed stacks to `out`."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    recorder = subprocess.Popen([spy, "record", "--pid", str(server.process.pid), "--duration", str(int(seconds)),
+                                 "--rate", "200", "--nonblocking", "--threads", "--format", "raw", "--output",
+                                 str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(1.0)  # py-spy attaches
+    measure(*load, 8, seconds)
+    _, err = recorder.communicate(timeout=60)
+    if recorder.returncode != 0:
+        sys.exit(f"py-spy failed: {err.decode()[-2000:]}")
+
+
+def _print_profile(path: Path) -> None:
+    shares, total = {label: 0 for label, _ in _PROFILE_PARTS}, 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        thread, *frames = stack.split(";")
+        total += int(count)
+        label = next(label for label, test in _PROFILE_PARTS if test(thread, frames or [""]))
+        shares[label] += int(count)
+    print(f"\npy-spy, 64-row calls, 8 in flight ({path}, {total} samples):")
+    for label, count in shares.items():
+        print(f"  {100 * count / max(total, 1):5.1f}%  {label}")
 
 
 def _wrk(url: str, body: bytes, headers: dict, connections: int, seconds: float):
