@@ -10,7 +10,7 @@ from service.settings import Settings
 from tests.conftest import free_port
 from tests.deploy.tools import DEPLOY, ROOT, local_nginx_config, nginx_command, run, tool
 
-DOCKERFILES = ["Dockerfile", "Dockerfile.gpu", "deploy/nginx/Dockerfile.smoke"]
+DOCKERFILES = ["Dockerfile", "Dockerfile.gpu", "deploy/nginx/Dockerfile.smoke", "deploy/prometheus/Dockerfile.smoke"]
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES)
