@@ -21,7 +21,7 @@ from service.errors import InvalidInput, ServiceError
 from service.protocol import api_docs, cards, generate, metrics_route, openapi, v1, v2, web
 from service.protocol import repository as repository_routes
 from service.protocol.errors import render
-from service.protocol.fast_infer import FastInfer
+from service.protocol.fast_infer import FastInfer, InferSettings
 from service.protocol.responses import JSONResponse
 from service.protocol.v2_codec import Limits
 from service.repository import Registry
@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.limits = Limits(settings.max_tensor_elements, settings.max_json_depth)
+    app.state.infer = InferSettings(app.state, settings)  # for service.http_infer's fast path
     _install_error_handlers(app)
     app.add_middleware(FastInfer)  # first added is innermost: behind auth, limits and logs
     middleware.install(app, settings)

@@ -6,18 +6,13 @@ client that connects and sends nothing, or sends its headers a byte at a time, h
 and a file descriptor for ever. This protocol closes such a connection once a head has not
 arrived within `head_timeout_s` of the connection opening or of the request's first byte.
 The body is covered further in, by the request timeout (service.middleware.timeout).
+service.http_infer builds the protocol uvicorn runs on this one.
 """
 
 import asyncio
-import functools
 
 # httptools comes with uvicorn[standard], a dependency; it is also what uvicorn's "auto" picks.
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
-
-def protocol(head_timeout_s: float) -> functools.partial:
-    """What to pass as uvicorn's `http`: a picklable factory, so --workers processes get it too."""
-    return functools.partial(HeadTimeoutProtocol, head_timeout_s=head_timeout_s)
 
 
 class HeadTimeoutProtocol(HttpToolsProtocol):
@@ -41,8 +36,11 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
         self._head_begins()
 
     def on_headers_complete(self) -> None:
-        self._head_started = None
+        self.head_complete()
         super().on_headers_complete()
+
+    def head_complete(self) -> None:
+        self._head_started = None
 
     def connection_lost(self, exc) -> None:
         self._head_started = None
