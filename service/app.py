@@ -37,7 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         executor = ThreadPoolExecutor(settings.inference_threads, thread_name_prefix="inference")
         registry = Registry(settings, executor)
-        app.state.dataplane = DataPlane(registry, "http")
+        app.state.dataplane = app.state.infer.dataplane = DataPlane(registry, "http")
         if settings.workers > 1:
             # uvicorn accepts on a worker's socket once this startup returns: a worker that
             # replaces a dead one must not take requests (404 for every model not loaded yet)
@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             loading.cancel()
             await asyncio.gather(loading, return_exceptions=True)
             executor.shutdown(wait=True, cancel_futures=True)
+            app.state.infer.dataplane = None
 
     app = FastAPI(
         title="modelserve",

@@ -18,17 +18,13 @@ class InferSettings:
     once by create_app, kept on `app.state.infer`."""
 
     def __init__(self, state, settings):
-        self.state = state  # the dataplane appears on it when the lifespan starts
+        self.dataplane = None  # set by the lifespan while it runs
         self.limits = state.limits
         self.max_bytes = settings.max_request_bytes
         self.rules = KeyRules.from_settings(settings)
         self.timeout_s = settings.request_timeout_s
         self.access_log = settings.access_log
         self.cors = bool(settings.cors_allow_origins)
-
-    @property
-    def dataplane(self):
-        return getattr(self.state, "dataplane", None)
 
 
 class FastInfer:
