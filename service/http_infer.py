@@ -24,7 +24,7 @@ import logging
 import re
 import time
 
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from service import access_log
 from service.access import RouteClass
@@ -56,9 +56,18 @@ class InferProtocol(HeadTimeoutProtocol):
         self.running: InferCycle | None = None  # the fast request being answered, for its deadline
         self._deadline: asyncio.TimerHandle | None = None
 
+    def on_message_begin(self) -> None:
+        # uvicorn builds the request's ASGI scope here; the fast path needs none, so it is built
+        # only for a request that takes the ASGI path (_build_scope).
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
+        self.head_begins()
+
     def on_headers_complete(self) -> None:
         cycle = self._infer_cycle() if self.infer is not None else None
         if cycle is None:
+            self._build_scope()
             super().on_headers_complete()
             return
         self.head_complete()
@@ -69,6 +78,13 @@ class InferProtocol(HeadTimeoutProtocol):
         else:
             self.flow.pause_reading()
             self.pipeline.appendleft((cycle, None))
+
+    def _build_scope(self) -> None:
+        """uvicorn's scope, by uvicorn's own code, over the head already read."""
+        url, headers, expect = self.url, self.headers, self.expect_100_continue
+        HttpToolsProtocol.on_message_begin(self)
+        self.url, self.headers, self.expect_100_continue = url, headers, expect
+        self.scope["headers"] = headers
 
     def connection_lost(self, exc) -> None:
         if self._deadline is not None:

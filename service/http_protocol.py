@@ -30,13 +30,13 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
     # heap operations on every keep-alive request), where a timestamp costs next to nothing.
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
-        self._head_begins()
+        self.head_begins()
 
     def on_message_begin(self) -> None:
         # The first byte of a later request on a kept-alive connection (uvicorn's keep-alive
         # timer stopped at that byte). A head still running since connect keeps its start.
         super().on_message_begin()
-        self._head_begins()
+        self.head_begins()
 
     def on_headers_complete(self) -> None:
         self.head_complete()
@@ -84,7 +84,7 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
         elif not self.transport.is_closing():
             self.transport.close()
 
-    def _head_begins(self) -> None:
+    def head_begins(self) -> None:
         if self._head_started is None:
             self._head_started = self.loop.time()
         if self._head_deadline is None:
