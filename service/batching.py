@@ -152,9 +152,11 @@ class Batcher:
         """Run a batch in a worker thread; its completion splits the outputs (no task per batch:
         at one denoiser call per diffusion step, every event-loop hop counts)."""
         now = time.perf_counter()
+        waited = 0.0
         for pending in batch:
             self._queue_time.observe(now - pending.queued_at)
-            self._stats.queued(now - pending.queued_at)
+            waited += now - pending.queued_at
+        self._stats.queued(waited, len(batch))  # the statistics' counts: once per batch
         if len(batch) == 1:
             feeds = batch[0].feeds
         else:
