@@ -19,7 +19,7 @@ from service.logs import JSONFormatter, timestamp
 
 log = logging.getLogger("modelserve.access")
 
-_PREFIX = '{"time":"%s","level":"info","logger":"modelserve.access","message":"request",'
+_PREFIX = b'{"time":"%s","level":"info","logger":"modelserve.access","message":"request",'
 
 
 def request(entry: dict) -> None:
@@ -33,7 +33,7 @@ def request(entry: dict) -> None:
             log.info("request", extra={"access": entry})
             return
     # The record's fields follow the formatter's four, in the order JSONFormatter writes them.
-    line = _PREFIX % timestamp(time.time()) + orjson.dumps(entry, default=str).decode()[1:]
+    line = _PREFIX % timestamp(time.time()).encode() + orjson.dumps(entry, default=str)[1:]
     if _batch.handler is None and not _batch.start(handler):
         _write(handler, [line])  # no event loop in this thread: write it now
         return
@@ -44,7 +44,7 @@ class _Batch:
     """Lines waiting for the end of this turn of the event loop, and the handler they go to."""
 
     def __init__(self) -> None:
-        self.lines: list[str] = []
+        self.lines: list[bytes] = []
         self.handler: logging.StreamHandler | None = None
 
     def start(self, handler: logging.StreamHandler) -> bool:
@@ -66,12 +66,19 @@ class _Batch:
 _batch = _Batch()
 
 
-def _write(handler: logging.StreamHandler, lines: list[str]) -> None:
-    text = "\n".join(lines) + "\n"
+def _write(handler: logging.StreamHandler, lines: list[bytes]) -> None:
+    data = b"\n".join(lines) + b"\n"
     handler.acquire()  # the lock StreamHandler.emit holds: lines from other threads stay whole
     try:
-        handler.stream.write(text)
-        handler.stream.flush()
+        stream = handler.stream
+        raw = getattr(stream, "buffer", None)  # the bytes under a text stream such as stderr
+        if raw is None:
+            stream.write(data.decode())
+        else:
+            stream.flush()  # what other records left in the text layer goes first
+            raw.write(data)
+            raw.flush()
+        stream.flush()
     except (OSError, ValueError):  # a closed or broken stderr: logging too drops the line
         pass
     finally:

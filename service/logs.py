@@ -23,15 +23,20 @@ logging.logMultiprocessing = False
 
 
 _second, _second_text = -1, ""  # the last second formatted: most lines share it
+_milli, _milli_text = -1, ""  # and the last millisecond: many access lines share that
 
 
 def timestamp(created: float) -> str:
     """A line's time as the lines write it: UTC, milliseconds, `2026-11-25T14:22:33.512Z`."""
-    global _second, _second_text
-    second = int(created)
+    global _second, _second_text, _milli, _milli_text
+    milli = int(created * 1000)
+    if milli == _milli:
+        return _milli_text
+    second = milli // 1000
     if second != _second:
         _second_text, _second = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)), second
-    return f"{_second_text}.{int((created - second) * 1000):03d}Z"
+    _milli_text, _milli = f"{_second_text}.{milli % 1000:03d}Z", milli
+    return _milli_text
 
 
 class JSONFormatter(logging.Formatter):
