@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service import __version__, middleware
+from service import __version__, access_log, middleware
 from service.dataplane import DataPlane
 from service.errors import InvalidInput, ServiceError
 from service.protocol import api_docs, cards, generate, metrics_route, openapi, v1, v2, web
@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await asyncio.gather(loading, return_exceptions=True)
             executor.shutdown(wait=True, cancel_futures=True)
             app.state.infer.dataplane = None
+            access_log.flush()  # the last requests' lines, before the process ends
 
     app = FastAPI(
         title="modelserve",
