@@ -160,9 +160,27 @@ class InferCycle:
     `message_event.set()`), marks it (`disconnected`, `keep_alive` on shutdown), asks whether
     it is done (`response_complete`) and starts it (`run_asgi`), as its own cycles."""
 
-    __slots__ = ("protocol", "dataplane", "path", "name", "version", "content_type", "encoding", "header_length",
-                 "request_id", "keep_alive", "body", "more_body", "disconnected", "response_complete",
-                 "started", "deadline", "expired", "task", "_waiter")
+    __slots__ = (
+        "_waiter",
+        "body",
+        "content_type",
+        "dataplane",
+        "deadline",
+        "disconnected",
+        "encoding",
+        "expired",
+        "header_length",
+        "keep_alive",
+        "more_body",
+        "name",
+        "path",
+        "protocol",
+        "request_id",
+        "response_complete",
+        "started",
+        "task",
+        "version",
+    )
 
     def __init__(self, protocol: InferProtocol, dataplane, path: str, name: str, version: str | None,
                  content_type: str, encoding: str | None, header_length: str | None, request_id: str | None,

@@ -191,7 +191,7 @@ def test_errors_come_from_the_one_renderer(connection):
 
 
 def test_the_request_id_is_echoed_and_logged(server, connection):
-    url, path = server
+    path = server[1]
     sock, reader = connection
     sock.sendall(request(1.0, X_Request_ID="fast-7", path="/v2/models/m/versions/1/infer"))
     status, headers, _ = reader.response()
