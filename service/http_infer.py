@@ -27,12 +27,11 @@ import time
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from service import access_log
-from service.access import RouteClass
 from service.errors import ClientDisconnected
 from service.http_protocol import HeadTimeoutProtocol
 from service.middleware import body_limit, timeout
 from service.middleware.request_log import request_id_from
-from service.middleware.routes import INFER_PATH
+from service.middleware.routes import INFER_PATH, route_class
 from service.protocol.body import decoded
 from service.protocol.errors import render
 from service.protocol.fast_infer import InferSettings
@@ -125,11 +124,12 @@ class InferProtocol(HeadTimeoutProtocol):
         declared = body_limit.declared_length(length)
         if declared is None or body_limit.refusal(declared, infer.max_bytes) is not None:
             return None
-        if infer.rules.refusal(RouteClass.MODEL, authorization) is not None:
+        path = self.url.decode()
+        if infer.rules.refusal(route_class(path), authorization) is not None:
             return None
         name, version = match[1].decode(), match[2]
         return InferCycle(
-            self, dataplane, self.url.decode(), name, version.decode() if version is not None else None,
+            self, dataplane, path, name, version.decode() if version is not None else None,
             content_type.decode("latin-1") if content_type is not None else "",
             encoding.decode("latin-1") if encoding is not None else None,
             header_length.decode("latin-1") if header_length is not None else None,
