@@ -207,3 +207,20 @@ def test_the_request_id_is_echoed_and_logged(server, connection):
     assert 0 <= line["duration_ms"] < 10_000
     sock.sendall(request(1.0))  # none given: one is made
     assert re.fullmatch(r"[0-9a-f]{32}", reader.response()[1]["x-request-id"])
+
+
+def test_an_infer_from_a_browser_gets_its_cors_headers(tmp_path, serve_repository):
+    onnx_models.save(onnx_models.add_constant(1.0), tmp_path / "repo", "m")
+    url = serve_repository(tmp_path / "repo", args=["--cors-allow-origins", "https://app.example"])
+    sock = raw_http.connect(url, timeout=10)
+    reader = Reader(sock)
+    try:
+        sock.sendall(request(1.0, Origin="https://app.example"))  # CORS's answer, by CORS's code
+        status, headers, body = reader.response()
+        assert status == 200 and answer(body) == 2.0
+        assert headers["access-control-allow-origin"] == "https://app.example"
+        sock.sendall(request(2.0))  # no Origin: nothing for CORS to say
+        status, headers, body = reader.response()
+        assert status == 200 and answer(body) == 3.0 and "access-control-allow-origin" not in headers
+    finally:
+        sock.close()
