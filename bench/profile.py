@@ -33,7 +33,8 @@ import models
 
 PACKAGES = [  # (what the file path holds, the name shown): the first that matches wins
     ("/service/middleware/", "service: middlewares"), ("/service/protocol/", "service: protocol (routes, V2 codec)"),
-    ("/service/http_protocol.py", "service: http_protocol"), ("/service/logs.py", "service: logs"),
+    ("/service/http_protocol.py", "service: http_protocol"), ("/service/http_infer.py", "service: http_infer (fast path)"),
+    ("/service/access_log.py", "service: logs"), ("/service/logs.py", "service: logs"),
     ("/service/metrics.py", "service: metrics"), ("/service/stats.py", "service: metrics"),
     ("/service/", "service: dataplane, batcher, runtime, tasks"), ("/uvicorn/", "uvicorn"), ("/starlette/", "starlette"),
     ("/fastapi/", "fastapi"), ("/onnxruntime/", "onnxruntime"), ("/prometheus_client/", "prometheus_client"),
@@ -45,7 +46,7 @@ PACKAGES = [  # (what the file path holds, the name shown): the first that match
 
 GROUPS = [  # (the name shown, what a frame of it holds): a sample counts once if any frame matches
     ("FastAPI's native telemetry check (OpenTelemetry providers, os.environ)", "NativeTelemetry.enabled ("),
-    ("the access log (stdlib logging and the JSON formatter)", ("logging/", "service/logs.py")),
+    ("the access log (stdlib logging and the JSON formatter)", ("logging/", "service/logs.py", "service/access_log.py")),
     ("Prometheus metrics", ("prometheus_client/", "service/metrics.py", "service/stats.py")),
     ("the V2 JSON/binary codec (service/protocol/v2_codec.py)", "service/protocol/v2_codec.py"),
     ("ONNX Runtime's run (Session.run)", "onnxruntime_inference_collection.py"),

@@ -10,7 +10,7 @@ import tempfile
 import uvicorn
 from pydantic_settings import CliApp
 
-from service import http_protocol, logs
+from service import http_infer, logs
 from service.settings import Settings
 
 
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
         access_log=False,  # ours is RequestLogMiddleware's, with the request id and model
         timeout_graceful_shutdown=settings.shutdown_timeout_s,
         timeout_keep_alive=settings.keep_alive_timeout_s,
-        http=http_protocol.protocol(settings.request_head_timeout_s),
+        http=http_infer.protocol(settings.request_head_timeout_s),
     )
 
 

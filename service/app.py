@@ -15,13 +15,13 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service import __version__, middleware
+from service import __version__, access_log, middleware
 from service.dataplane import DataPlane
 from service.errors import InvalidInput, ServiceError
 from service.protocol import api_docs, cards, generate, metrics_route, openapi, v1, v2, web
 from service.protocol import repository as repository_routes
 from service.protocol.errors import render
-from service.protocol.fast_infer import FastInfer
+from service.protocol.fast_infer import FastInfer, InferSettings
 from service.protocol.responses import JSONResponse
 from service.protocol.v2_codec import Limits
 from service.repository import Registry
@@ -37,7 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         executor = ThreadPoolExecutor(settings.inference_threads, thread_name_prefix="inference")
         registry = Registry(settings, executor)
-        app.state.dataplane = DataPlane(registry, "http")
+        app.state.dataplane = app.state.infer.dataplane = DataPlane(registry, "http")
         if settings.workers > 1:
             # uvicorn accepts on a worker's socket once this startup returns: a worker that
             # replaces a dead one must not take requests (404 for every model not loaded yet)
@@ -63,6 +63,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             loading.cancel()
             await asyncio.gather(loading, return_exceptions=True)
             executor.shutdown(wait=True, cancel_futures=True)
+            app.state.infer.dataplane = None
+            access_log.flush()  # the last requests' lines, before the process ends
 
     app = FastAPI(
         title="modelserve",
@@ -76,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.limits = Limits(settings.max_tensor_elements, settings.max_json_depth)
+    app.state.infer = InferSettings(app.state, settings)  # for service.http_infer's fast path
     _install_error_handlers(app)
     app.add_middleware(FastInfer)  # first added is innermost: behind auth, limits and logs
     middleware.install(app, settings)

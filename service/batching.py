@@ -115,15 +115,18 @@ class Batcher:
                 return None
             self._arrived.clear()
             await self._arrived.wait()
-        batch = [self._take()]
+        batch = [self._queue.popleft()]
         rows, key = batch[0].rows, batch[0].key
         deadline = time.perf_counter() + self.policy.max_queue_delay_s
+        counted = 0  # requests of `batch` the pending gauge has already let go (one dec per batch)
         while rows < self._largest_preferred:
             candidate = self._next_compatible(key)
             if candidate is None:
                 remaining = deadline - time.perf_counter()
                 if remaining <= 0:
                     break
+                self._pending_gauge.dec(len(batch) - counted)  # right while this waits
+                counted = len(batch)
                 self._arrived.clear()
                 try:
                     await asyncio.wait_for(self._arrived.wait(), remaining)
@@ -133,14 +136,11 @@ class Batcher:
             if rows + candidate.rows > self.policy.max_batch_size:
                 break  # it opens the next batch instead; a request is never cut in two
             self._queue.remove(candidate)
-            self._pending_gauge.dec()
             batch.append(candidate)
             rows += candidate.rows
+        if len(batch) > counted:
+            self._pending_gauge.dec(len(batch) - counted)
         return [p for p in batch if not p.future.done()]  # skip requesters that gave up
-
-    def _take(self) -> _Pending:
-        self._pending_gauge.dec()
-        return self._queue.popleft()
 
     def _next_compatible(self, key: tuple) -> _Pending | None:
         for candidate in self._queue:
@@ -152,9 +152,11 @@ class Batcher:
         """Run a batch in a worker thread; its completion splits the outputs (no task per batch:
         at one denoiser call per diffusion step, every event-loop hop counts)."""
         now = time.perf_counter()
+        waited = 0.0
         for pending in batch:
             self._queue_time.observe(now - pending.queued_at)
-            self._stats.queued(now - pending.queued_at)
+            waited += now - pending.queued_at
+        self._stats.queued(waited, len(batch))  # the statistics' counts: once per batch
         if len(batch) == 1:
             feeds = batch[0].feeds
         else:

@@ -51,10 +51,13 @@ class ModelEntry:
     def resolve(self, version: str | None) -> ServedModel:
         """The requested version, or the highest ready one when none is named."""
         if version is None or version == "":
-            ready = self.ready_versions()
-            if not ready:
+            latest, highest = None, 0  # a loop, not ready_versions()' sort: this runs per request
+            for number, state in self.versions.items():
+                if state.state == READY and number > highest:
+                    latest, highest = state, number
+            if latest is None:
                 raise ModelNotReady(f"model '{self.name}' is not ready: {self.why_unavailable()}")
-            return self.versions[ready[0]].model
+            return latest.model
         if not _is_number(version) or int(version) < 1:
             raise InvalidInput(f"version must be a positive integer, not '{version}'")
         state = self.versions.get(int(version))

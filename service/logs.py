@@ -1,7 +1,7 @@
 """Logging as JSON lines on stderr, for the service and for uvicorn, in every worker process.
 
 `config(level)` is a logging.dictConfig dict handed to uvicorn, which applies it in the main
-process and in each worker. uvicorn's own access log is off: RequestLogMiddleware writes ours.
+process and in each worker. uvicorn's own access log is off: service.access_log writes ours.
 """
 
 import logging
@@ -22,15 +22,27 @@ logging.logProcesses = False
 logging.logMultiprocessing = False
 
 
-class JSONFormatter(logging.Formatter):
-    _second, _second_text = -1, ""  # the last second formatted: most lines share it
+_second, _second_text = -1, ""  # the last second formatted: most lines share it
+_milli, _milli_text = -1, ""  # and the last millisecond: many access lines share that
 
+
+def timestamp(created: float) -> str:
+    """A line's time as the lines write it: UTC, milliseconds, `2026-11-25T14:22:33.512Z`."""
+    global _second, _second_text, _milli, _milli_text
+    milli = int(created * 1000)
+    if milli == _milli:
+        return _milli_text
+    second = milli // 1000
+    if second != _second:
+        _second_text, _second = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)), second
+    _milli_text, _milli = f"{_second_text}.{milli % 1000:03d}Z", milli
+    return _milli_text
+
+
+class JSONFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        second = int(record.created)
-        if second != self._second:
-            self._second, self._second_text = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         entry = {
-            "time": f"{self._second_text}.{int(record.msecs):03d}Z",
+            "time": timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),

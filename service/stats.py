@@ -43,9 +43,10 @@ class ModelStats:
                 self.inference_count += items
             self.last_inference_ms = int(time.time() * 1000)
 
-    def queued(self, seconds: float) -> None:
+    def queued(self, seconds: float, requests: int = 1) -> None:
+        """`requests` more requests left the queue, having waited `seconds` in all."""
         with self._lock:
-            self.queue.count += 1
+            self.queue.count += requests
             self.queue.ns += int(seconds * 1e9)
 
     def executed(self, rows: int, seconds: float) -> None:

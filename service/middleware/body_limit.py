@@ -22,10 +22,11 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         limit = self.max_bytes
-        declared = header(scope, b"content-length")
-        if declared is not None and declared.isdigit():
-            if int(declared) > limit:
-                await send_error(send, too_large(limit, int(declared)))
+        declared = declared_length(header(scope, b"content-length"))
+        if declared is not None:
+            refused = refusal(declared, limit)
+            if refused is not None:
+                await send_error(send, refused)
                 return
             # The HTTP parser hands the app exactly Content-Length bytes: nothing to count.
             await self.app(scope, receive, send)
@@ -61,3 +62,13 @@ class BodyLimitMiddleware:
             if refused is None or started:
                 raise
             await send_error(send, refused)
+
+
+def declared_length(value: bytes | None) -> int | None:
+    """A Content-Length header's value as a number; None when absent or not plain digits."""
+    return int(value) if value is not None and value.isdigit() else None
+
+
+def refusal(declared: int, limit: int) -> PayloadTooLarge | None:
+    """The 413 for a body declared over the limit (here and on service.http_infer's path)."""
+    return too_large(limit, declared) if declared > limit else None

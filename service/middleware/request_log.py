@@ -10,10 +10,11 @@ import logging
 import os
 import time
 
+from service import access_log
 from service.middleware.reply import header
 from service.middleware.routes import model_in_path
 
-log = logging.getLogger("modelserve.access")
+log = access_log.log
 
 _MAX_ID_LENGTH = 128
 # Ids need to be unique, not secret: a random prefix per process and a counter, far cheaper
@@ -49,15 +50,8 @@ class RequestLogMiddleware:
                 # Routing has filled path_params in this same scope by now, unless the
                 # request was refused before it (401, 413): then read them off the path.
                 params = scope.get("path_params") or model_in_path(scope["path"])
-                log.info("request", extra={"access": {
-                    "request_id": request_id,
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "model": params.get("name"),
-                    "version": params.get("version"),
-                    "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                }})
+                access_log.http_request(request_id, scope["method"], scope["path"], params.get("name"),
+                                        params.get("version"), status, started)
 
 
 def request_id_from(given: bytes | None) -> str:

@@ -54,9 +54,14 @@ class TimeoutMiddleware:
             if not expired or started:  # someone else's cancellation (shutdown, disconnect)
                 raise
             task.uncancel()  # ours, and handled here
-            if reading_body:
-                await send_error(send, ClientTimeout(f"request body not received within {self.timeout_s:g} s"))
-            else:
-                await send_error(send, RequestTimeout(f"request did not complete within {self.timeout_s:g} s"))
+            await send_error(send, expiry(reading_body, self.timeout_s))
         finally:
             timer.cancel()
+
+
+def expiry(reading_body: bool, timeout_s: float) -> ClientTimeout | RequestTimeout:
+    """The answer to a request whose deadline passed (here and on service.http_infer's path):
+    408 while the client still owed its body, else 504."""
+    if reading_body:
+        return ClientTimeout(f"request body not received within {timeout_s:g} s")
+    return RequestTimeout(f"request did not complete within {timeout_s:g} s")

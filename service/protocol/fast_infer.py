@@ -3,12 +3,28 @@
 Routing, dependency injection and the exception middlewares cost more per request than a
 small model's inference; this front matches the infer path itself and runs the same code as
 the documented route (`v2.infer_response`), with the same `{"error": ...}` answers. Everything
-else passes through to the app.
+else passes through to the app. Under uvicorn most infer calls do not reach ASGI at all:
+service.http_infer answers them from the HTTP protocol with what `InferSettings` holds.
 """
 
+from service.access import KeyRules
 from service.middleware.routes import INFER_PATH
 from service.protocol.errors import render
 from service.protocol.v2 import infer_response
+
+
+class InferSettings:
+    """What answering an infer call takes besides the request, for the HTTP fast path: built
+    once by create_app, kept on `app.state.infer`."""
+
+    def __init__(self, state, settings):
+        self.dataplane = None  # set by the lifespan while it runs
+        self.limits = state.limits
+        self.max_bytes = settings.max_request_bytes
+        self.rules = KeyRules.from_settings(settings)
+        self.timeout_s = settings.request_timeout_s
+        self.access_log = settings.access_log
+        self.cors = bool(settings.cors_allow_origins)
 
 
 class FastInfer:

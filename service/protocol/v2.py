@@ -99,14 +99,25 @@ async def infer_response(
         if key in _READ and key not in headers:
             headers[key] = value.decode("latin-1")
     body = await receive_body(receive, headers.get(_CONTENT_ENCODING), max_bytes)
+    return await infer_body(
+        dataplane, limits, name, version, body, headers.get(_CONTENT_TYPE, ""), headers.get(_HEADER_LENGTH)
+    )
+
+
+async def infer_body(
+    dataplane: DataPlane, limits: Limits, name: str, version: str | None,
+    body: bytes, content_type: str, header_length: str | None,
+) -> tuple[bytes, dict[str, str]]:
+    """One V2 infer call from its whole (decoded) body: the ASGI route's and the HTTP fast path's
+    (service.http_infer) one door to the codec and the DataPlane."""
     # The model is resolved first so an unknown model is a 404 whatever the body holds.
     model = dataplane.model(name, version)
-    if headers.get(_CONTENT_TYPE, "").startswith("multipart/"):
+    if content_type.startswith("multipart/"):
         raise InvalidInput(
             "this route takes a V2 inference request: JSON, or JSON followed by binary tensors "
             f"(Inference-Header-Content-Length); upload files to POST /v1/models/{name}:predict"
         )
-    parsed = decode_request(body, headers.get(_HEADER_LENGTH), limits)
+    parsed = decode_request(body, header_length, limits)
     outputs = await dataplane.infer(model, parsed.inputs, parsed.datatypes, parsed.output_names)
     return encode_response(model.name, str(model.version), outputs, parsed)
 

@@ -1,0 +1,290 @@
+"""V2 infer answered from the HTTP protocol itself, without an ASGI request cycle.
+
+On one core at 64 connections, uvicorn's per-request machinery (a scope, a RequestResponseCycle
+and its Event, ASGI messages through five middlewares) cost more CPU than the codec and the
+model together (docs/BENCHMARKS.md). This protocol recognises `POST /v2/models/{m}[/versions/
+{v}]/infer` once its head is complete and nothing in it needs the general path, gathers the
+body, answers with the route's own core (`v2.infer_body`) and writes the response to the
+transport. What the middlewares decide is decided by their own functions: API keys
+(service.access), the body limit and the deadline (service.middleware.body_limit, .timeout),
+the request id and the access line (service.middleware.request_log, service.access_log), the
+error bodies (service.protocol.errors.render).
+
+Everything else takes uvicorn's ASGI path unchanged: other routes and methods, a query string or
+%-escapes in the path, `Expect: 100-continue`, a chunked or length-less body, a body declared
+over the limit, a refused key (the middlewares answer those), an `Origin` when CORS is on, a root
+path or a concurrency limit. The request is a cycle uvicorn's protocol already drives (InferCycle
+has the attributes it touches), so keep-alive, pipelining, flow control, disconnection and
+graceful shutdown stay uvicorn's own code.
+"""
+
+import asyncio
+import functools
+import logging
+import re
+import time
+
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from service import access_log
+from service.errors import ClientDisconnected
+from service.http_protocol import HeadTimeoutProtocol
+from service.middleware import body_limit, timeout
+from service.middleware.request_log import request_id_from
+from service.middleware.routes import INFER_PATH, route_class
+from service.protocol.body import decoded
+from service.protocol.errors import render
+from service.protocol.fast_infer import InferSettings
+from service.protocol.v2 import infer_body
+
+log = logging.getLogger(__name__)
+
+_INFER_PATH = re.compile(INFER_PATH.pattern.encode())
+_NOT_PLAIN = re.compile(rb"[%?#]|[^\x21-\x7e]")  # what the ASGI path would unquote, split or refuse
+
+
+def protocol(head_timeout_s: float) -> functools.partial:
+    """What to pass as uvicorn's `http`: a picklable factory, so --workers processes get it too."""
+    return functools.partial(InferProtocol, head_timeout_s=head_timeout_s)
+
+
+class InferProtocol(HeadTimeoutProtocol):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.infer = _infer_settings(self.app)  # None: an app without the fast path's settings
+        self.running: InferCycle | None = None  # the fast request being answered, for its deadline
+        self._deadline: asyncio.TimerHandle | None = None
+
+    def on_message_begin(self) -> None:
+        # uvicorn builds the request's ASGI scope here; the fast path needs none, so it is built
+        # only for a request that takes the ASGI path (_build_scope).
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
+        self.head_begins()
+
+    def on_headers_complete(self) -> None:
+        cycle = self._infer_cycle() if self.infer is not None else None
+        if cycle is None:
+            self._build_scope()
+            super().on_headers_complete()
+            return
+        self.head_complete()
+        # As uvicorn's own on_headers_complete: start it, or queue it behind the one in flight.
+        previous, self.cycle = self.cycle, cycle
+        if previous is None or previous.response_complete:
+            self._start_asgi_task(cycle, None)
+        else:
+            self.flow.pause_reading()
+            self.pipeline.appendleft((cycle, None))
+
+    def _build_scope(self) -> None:
+        """uvicorn's scope, by uvicorn's own code, over the head already read."""
+        url, headers, expect = self.url, self.headers, self.expect_100_continue
+        HttpToolsProtocol.on_message_begin(self)
+        self.url, self.headers, self.expect_100_continue = url, headers, expect
+        self.scope["headers"] = headers
+
+    def connection_lost(self, exc) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        super().connection_lost(exc)
+
+    def _infer_cycle(self) -> "InferCycle | None":
+        """The fast path's cycle for the request whose head just ended, or None for ASGI."""
+        infer: InferSettings = self.infer
+        if self.expect_100_continue or self.root_path or self.limit_concurrency is not None:
+            return None
+        match = _INFER_PATH.match(self.url)
+        if match is None or self.parser.get_method() != b"POST" or _NOT_PLAIN.search(self.url):
+            return None
+        dataplane = infer.dataplane
+        if dataplane is None or self.parser.should_upgrade():
+            return None
+        length = authorization = request_id = None
+        content_type = encoding = header_length = None
+        for name, value in self.headers:
+            if name == b"content-length":
+                if length is not None:
+                    return None
+                length = value
+            elif name == b"authorization":
+                authorization = value
+            elif name == b"x-request-id":
+                request_id = request_id or value
+            elif name == b"content-type":
+                content_type = content_type or value
+            elif name == b"content-encoding":
+                encoding = encoding or value
+            elif name == b"inference-header-content-length":
+                header_length = header_length or value
+            elif name == b"transfer-encoding" or (name == b"origin" and infer.cors):
+                return None
+        declared = body_limit.declared_length(length)
+        if declared is None or body_limit.refusal(declared, infer.max_bytes) is not None:
+            return None
+        path = self.url.decode()
+        if infer.rules.refusal(route_class(path), authorization) is not None:
+            return None
+        name, version = match[1].decode(), match[2]
+        return InferCycle(
+            self, dataplane, path, name, version.decode() if version is not None else None,
+            content_type.decode("latin-1") if content_type is not None else "",
+            encoding.decode("latin-1") if encoding is not None else None,
+            header_length.decode("latin-1") if header_length is not None else None,
+            request_id_from(request_id) if infer.access_log else None,
+            keep_alive=self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive(),
+        )
+
+    # One timer per connection at most, re-armed only when it fires (as the head's): a fast
+    # request is timed by a timestamp, not a TimerHandle of its own.
+    def watch(self, cycle: "InferCycle") -> None:
+        self.running = cycle
+        if self._deadline is None:
+            self._deadline = self.loop.call_at(cycle.deadline, self._check_deadline)
+
+    def _check_deadline(self) -> None:
+        self._deadline = None
+        cycle = self.running
+        if cycle is None:
+            return
+        if self.loop.time() < cycle.deadline:
+            self._deadline = self.loop.call_at(cycle.deadline, self._check_deadline)
+        else:
+            cycle.expire()
+
+
+class InferCycle:
+    """One infer request on the fast path. uvicorn's protocol feeds it (`body`, `more_body`,
+    `message_event.set()`), marks it (`disconnected`, `keep_alive` on shutdown), asks whether
+    it is done (`response_complete`) and starts it (`run_asgi`), as its own cycles."""
+
+    __slots__ = (
+        "_waiter",
+        "body",
+        "content_type",
+        "dataplane",
+        "deadline",
+        "disconnected",
+        "encoding",
+        "expired",
+        "header_length",
+        "keep_alive",
+        "more_body",
+        "name",
+        "path",
+        "protocol",
+        "request_id",
+        "response_complete",
+        "started",
+        "task",
+        "version",
+    )
+
+    def __init__(self, protocol: InferProtocol, dataplane, path: str, name: str, version: str | None,
+                 content_type: str, encoding: str | None, header_length: str | None, request_id: str | None,
+                 keep_alive: bool):
+        self.protocol, self.dataplane = protocol, dataplane
+        self.path, self.name, self.version = path, name, version
+        self.content_type, self.encoding, self.header_length = content_type, encoding, header_length
+        self.request_id, self.keep_alive = request_id, keep_alive
+        self.body = bytearray()
+        self.more_body = True
+        self.disconnected = self.response_complete = self.expired = False
+        self.started = time.perf_counter()
+        self.deadline = 0.0
+        self.task: asyncio.Task | None = None
+        self._waiter: asyncio.Future | None = None
+
+    @property
+    def message_event(self) -> "InferCycle":
+        return self  # uvicorn calls message_event.set() when body, its end or a disconnection arrives
+
+    def set(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def expire(self) -> None:
+        """The deadline passed before the answer started: stop the work where it waits."""
+        self.expired = True
+        self.task.cancel()
+
+    async def run_asgi(self, app) -> None:  # the name uvicorn starts a cycle by; `app` is unused
+        protocol = self.protocol
+        infer: InferSettings = protocol.infer
+        self.task = asyncio.current_task()
+        if infer.timeout_s > 0:
+            self.deadline = protocol.loop.time() + infer.timeout_s
+            protocol.watch(self)
+        reading_body = True
+        try:
+            try:
+                while self.more_body and not self.disconnected:  # a body in more than one read
+                    protocol.flow.resume_reading()  # uvicorn's on_body pauses it past 64 KiB
+                    self._waiter = protocol.loop.create_future()
+                    await self._waiter
+                if self.disconnected:
+                    raise ClientDisconnected(f"client disconnected after {len(self.body)} bytes of its body")
+                reading_body = False
+                body = decoded(bytes(self.body), self.encoding, infer.max_bytes)
+                content, headers = await infer_body(self.dataplane, infer.limits, self.name, self.version, body,
+                                                    self.content_type, self.header_length)
+                status = 200
+                raw_headers = [(k.encode(), v.encode()) for k, v in headers.items()]
+                raw_headers.append((b"content-length", str(len(content)).encode()))
+            except asyncio.CancelledError:
+                if not self.expired:  # shutdown's or a disconnection's, not our deadline's
+                    raise
+                self.task.uncancel()
+                status, content, raw_headers = render(timeout.expiry(reading_body, infer.timeout_s))
+            except Exception as exc:  # noqa: BLE001  (rendered: a logged 500 unless a ServiceError)
+                status, content, raw_headers = render(exc, f"POST {self.path}")
+            protocol.running = None  # answering now: the deadline no longer applies
+            await self._respond(status, raw_headers, content)
+        finally:
+            if protocol.running is self:
+                protocol.running = None
+        if infer.access_log:
+            access_log.http_request(self.request_id, "POST", self.path, self.name, self.version, status, self.started)
+
+    async def _respond(self, status: int, headers: list[tuple[bytes, bytes]], content: bytes) -> None:
+        """Write the whole response at once, as uvicorn's send would, then let the protocol start
+        the next pipelined request or its keep-alive timer."""
+        protocol = self.protocol
+        if protocol.flow.write_paused and not self.disconnected:
+            await protocol.flow.drain()
+        if self.disconnected:
+            return
+        parts = [STATUS_LINE[status]]
+        for name, value in protocol.server_state.default_headers:  # date, server
+            parts += (name, b": ", value, b"\r\n")
+        for name, value in headers:
+            if name == b"connection" and b"close" in value.lower():
+                self.keep_alive = False
+                continue
+            parts += (name, b": ", value, b"\r\n")
+        if self.request_id is not None:
+            parts += (b"x-request-id: ", self.request_id.encode(), b"\r\n")
+        if not self.keep_alive:
+            parts.append(b"connection: close\r\n")
+        parts += (b"\r\n", content)
+        protocol.transport.write(b"".join(parts))
+        self.response_complete = True
+        if not self.keep_alive:
+            protocol.transport.close()
+        protocol.on_response_complete()
+
+
+def _infer_settings(app) -> InferSettings | None:
+    """The app's InferSettings, under whatever uvicorn wrapped it in (proxy headers...)."""
+    for _ in range(8):
+        state = getattr(app, "state", None)
+        infer = getattr(state, "infer", None) if state is not None else None
+        if isinstance(infer, InferSettings):
+            return infer
+        app = getattr(app, "app", None)
+        if app is None:
+            return None
+    return None
