@@ -9,7 +9,9 @@ full-prefix decoder.onnx over the padded prefix). "× one at a time" compares ea
 Each of N clients streams translations back to back (closed loop) over generate_stream,
 English numbers drawn with a fixed seed. The server is pinned to one core (`taskset -c
 --server-cpus`, default 0) and the Python (httpx) clients to the others (`--client-cpus`,
-default 1), so the clients' own work does not take the server's CPU.
+default 1), so the clients' own work does not take the server's CPU. With `--profile N`, py-spy
+(`record --gil`) samples the server during the measured window of N concurrent and prints where
+its Python time went (bench/profile.py's summary).
 """
 
 import argparse
@@ -17,9 +19,11 @@ import asyncio
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -82,15 +86,28 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def measure(url: str, concurrency: int, seconds: float, inputs: list[str], pid: int) -> dict:
+async def measure(url: str, concurrency: int, seconds: float, inputs: list[str], pid: int,
+                  profile: Path | None = None) -> dict:
     out = {"ttft": [], "itl": [], "sequences": 0, "tokens": 0}
     await asyncio.gather(*(client(url, inputs, 0, time.perf_counter() + 1.0, {
         "ttft": [], "itl": [], "sequences": 0, "tokens": 0}) for _ in range(min(concurrency, 4))))
+    spy = None
+    if profile is not None:  # samples the measured window only; py-spy runs on the clients' cores
+        import profile as bench_profile  # bench/profile.py
+
+        spy = subprocess.Popen([bench_profile.py_spy(), "record", "--pid", str(pid), "--gil", "--duration",
+                                str(int(seconds)), "--rate", "250", "--nonblocking", "--format", "raw",
+                                "--output", str(profile)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        await asyncio.sleep(0.5)  # py-spy attaches
     started, cpu = time.perf_counter(), cpu_seconds(pid)
     until = started + seconds
     await asyncio.gather(*(client(url, inputs, k * 37, until, out) for k in range(concurrency)))
     elapsed = time.perf_counter() - started
     cpu = cpu_seconds(pid) - cpu
+    if spy is not None:
+        _, err = spy.communicate(timeout=60)
+        if spy.returncode != 0:
+            sys.exit(f"py-spy failed: {err.decode()[-2000:]}")
 
     def ms(values, q):
         return round(float(np.percentile(values, q)) * 1e3, 2) if values else None
@@ -115,6 +132,7 @@ def main() -> None:
     parser.add_argument("--server-cpus", default="0", help="taskset -c list for the server")
     parser.add_argument("--client-cpus", default="1", help="CPU list for the clients (this process)")
     parser.add_argument("--configs", default=",".join(CONFIGS), help="which of: " + ", ".join(CONFIGS))
+    parser.add_argument("--profile", type=int, metavar="N", help="py-spy the server at N concurrent")
     args = parser.parse_args()
     os.sched_setaffinity(0, _cpus(args.client_cpus))
     inputs = texts()
@@ -129,10 +147,13 @@ def main() -> None:
             server = _Server(["taskset", "-c", args.server_cpus, *_modelserve(repo, 1)])
             with server as url:  # taskset execs the server: its pid is the server's
                 for c in (int(c) for c in args.concurrency.split(",")):
+                    raw = Path(folder) / "profile.txt" if c == args.profile else None
                     row = {"config": label, **asyncio.run(measure(url, c, args.seconds, inputs,
-                                                                  server.process.pid))}
+                                                                  server.process.pid, raw))}
                     print(row, flush=True)
                     rows.append(row)
+                    if raw is not None:
+                        print_profile(raw, label, c)
     print_table(rows)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")
@@ -145,6 +166,18 @@ def _cpus(spec: str) -> set[int]:
         first, _, last = part.partition("-")
         out.update(range(int(first), int(last or first) + 1))
     return out
+
+
+def print_profile(raw: Path, label: str, concurrency: int) -> None:
+    import profile as bench_profile  # bench/profile.py
+
+    stacks = Counter()
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack:
+            stacks[stack] += int(count)
+    print(f"\npy-spy --gil, {label}, {concurrency} concurrent, load average {os.getloadavg()[0]:.2f}:\n")
+    print(bench_profile.summary(stacks, 25), flush=True)
 
 
 def print_table(rows: list[dict]) -> None:
