@@ -95,7 +95,8 @@ async def measure(url: str, concurrency: int, seconds: float, inputs: list[str],
     if profile is not None:  # samples the measured window only; py-spy runs on the clients' cores
         import profile as bench_profile  # bench/profile.py
 
-        spy = subprocess.Popen([bench_profile.py_spy(), "record", "--pid", str(pid), "--gil", "--duration",
+        spy = subprocess.Popen([  # noqa: ASYNC220  (returns at once; py-spy runs beside the clients)
+                               bench_profile.py_spy(), "record", "--pid", str(pid), "--gil", "--duration",
                                 str(int(seconds)), "--rate", "250", "--nonblocking", "--format", "raw",
                                 "--output", str(profile)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         await asyncio.sleep(0.5)  # py-spy attaches
