@@ -215,7 +215,9 @@ class TranslationModel(ServedModel):
             raise InvalidInput("stop strings must not be empty")
         if stops and params.beam_width > 1:
             raise InvalidInput("stop applies to greedy and sampled decoding, not to beam search")
-        seed = params.seed if params.seed is not None else secrets.randbelow(2**63)
+        seed = params.seed
+        if seed is None:  # greedy and beam search draw nothing: no read of the OS's randomness
+            seed = secrets.randbelow(2**63) if params.temperature > 0 else 0
         return Plan(text, source, params, max_tokens, seed)
 
     # ------------------------------------------------------------------ decoding
@@ -259,7 +261,8 @@ class TranslationModel(ServedModel):
         try:
             while reason is None:
                 step = await seq.next()
-                rows.append(step.attention)
+                if p.attention:  # the whole map, for the last event
+                    rows.append(step.attention)
                 score += step.logp
                 if step.finish_reason == decoding.FINISH_STOP:  # EOS: not a token of the text
                     reason = decoding.FINISH_STOP
@@ -276,7 +279,8 @@ class TranslationModel(ServedModel):
                     reason = step.finish_reason
         finally:
             seq.left = True  # out of the batch before its next step, however the stream ended
-        best = decoding.Hypothesis(chosen, score, reason, np.stack(rows)[:, :n_source])
+        attention = np.stack(rows)[:, :n_source] if rows else np.zeros((0, n_source), np.float32)
+        best = decoding.Hypothesis(chosen, score, reason, attention)
         yield self._finished(plan, chosen, decoding.Decoded(best))
 
     async def _beam(self, plan: Plan, memory, source, clock, words):
