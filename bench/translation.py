@@ -11,11 +11,15 @@ English numbers drawn with a fixed seed. The server is pinned to one core (`task
 --server-cpus`, default 0) and the Python (httpx) clients to the others (`--client-cpus`,
 default 1), so the clients' own work does not take the server's CPU. With `--profile N`, py-spy
 (`record --gil`) samples the server during the measured window of N concurrent and prints where
-its Python time went (bench/profile.py's summary).
+its Python time went (bench/profile.py's summary). With `--graphs`, ONNX Runtime alone times
+the cached decoder step and cross_kv at 1 and 16 rows in this process (pinned to the server's
+core, one thread, best of 7 x 50 calls) and prints the most that sharing them can give: the
+translations/s of 16 concurrent over one at a time if nothing but these graph calls cost.
 """
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import shutil
@@ -23,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import timeit
 from collections import Counter
 from pathlib import Path
 
@@ -134,6 +139,7 @@ def main() -> None:
     parser.add_argument("--client-cpus", default="1", help="CPU list for the clients (this process)")
     parser.add_argument("--configs", default=",".join(CONFIGS), help="which of: " + ", ".join(CONFIGS))
     parser.add_argument("--profile", type=int, metavar="N", help="py-spy the server at N concurrent")
+    parser.add_argument("--graphs", action="store_true", help="also time the graphs alone (the bound)")
     args = parser.parse_args()
     os.sched_setaffinity(0, _cpus(args.client_cpus))
     inputs = texts()
@@ -156,6 +162,10 @@ def main() -> None:
                     if raw is not None:
                         print_profile(raw, label, c)
     print_table(rows)
+    if args.graphs:
+        os.sched_setaffinity(0, _cpus(args.server_cpus))
+        tokens = [r["tokens_per_s"] / r["sequences_per_s"] for r in rows if r["sequences_per_s"]]
+        print_graph_bound(args.model / "1", float(np.mean(tokens)) + 1 if tokens else 11.5)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")
 
@@ -167,6 +177,43 @@ def _cpus(spec: str) -> set[int]:
         first, _, last = part.partition("-")
         out.update(range(int(first), int(last or first) + 1))
     return out
+
+
+def print_graph_bound(version: Path, steps: float, rows: int = 16) -> None:
+    """ONNX Runtime alone: ms per call of the cached decoder step and of cross_kv at 1 and
+    `rows` rows, and the bound they set on `rows` concurrent over one at a time, for a
+    translation of `steps` decoder steps (its tokens and the EOS)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    decoder, cross_kv = (ort.InferenceSession(str(version / f"{name}.onnx"), options, providers=["CPUExecutionProvider"])
+                         for name in ("decoder_cached", "cross_kv"))
+    past = decoder.get_inputs()[4].shape[1:]  # (L, 2, P, D)
+    ms = {}
+    for n in (1, rows):
+        source = np.full((n, 14), 4, dtype=np.int64)  # a padded source of one word repeated
+        cross = cross_kv.run(None, {cross_kv.get_inputs()[0].name: source})[0]
+        feeds = dict(zip([i.name for i in decoder.get_inputs()], [
+            np.full(n, 8, dtype=np.int64), np.full(n, 5, dtype=np.int64), cross, source,
+            np.zeros((n, *past), dtype=np.float32)]))
+
+        ms["decoder", n] = _best(functools.partial(decoder.run, None, feeds))
+        ms["cross_kv", n] = _best(functools.partial(cross_kv.run, None, {cross_kv.get_inputs()[0].name: source}))
+    print(f"\nONNX Runtime alone, one thread, best of 7 x 50 calls (load average {os.getloadavg()[0]:.2f}):\n")
+    print("| graph | rows | ms per call | ms per row |\n|---|---:|---:|---:|")
+    for (name, n), value in ms.items():
+        print(f"| {name} | {n} | {value:.3f} | {value / n:.3f} |")
+    alone = steps * ms["decoder", 1] + ms["cross_kv", 1]
+    shared = (steps * ms["decoder", rows] + ms["cross_kv", rows]) / rows
+    print(f"\nA translation of {steps:.1f} decoder steps: {alone:.2f} ms of graph calls alone, {shared:.2f} ms "
+          f"with {rows} sharing each call: at most {alone / shared:.1f}x the translations/s of one at a "
+          f"time, were the graphs all the server's work.")
+
+
+def _best(call) -> float:
+    """ms per call: the best of 7 runs of 50 calls."""
+    return min(timeit.repeat(call, number=50, repeat=7)) / 50 * 1e3
 
 
 def print_profile(raw: Path, label: str, concurrency: int) -> None:
