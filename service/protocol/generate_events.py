@@ -12,6 +12,7 @@ each still its own event.
 """
 
 import asyncio
+import contextlib
 import logging
 
 from starlette.responses import Response
@@ -49,8 +50,9 @@ async def stream(receive, send, model, fmt: str, events) -> None:
     state = {"left": False, "done": False}
 
     async def watch() -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
+        with contextlib.suppress(Exception):  # a receive that fails has lost its client too
+            while (await receive())["type"] != "http.disconnect":
+                pass
         if not state["done"]:  # the client left mid-stream: stop the stream where it waits
             state["left"] = True
             task.cancel()
