@@ -231,8 +231,9 @@ def print_profile(raw: Path, label: str, concurrency: int) -> None:
 def print_table(rows: list[dict]) -> None:
     solo = {r["config"]: r for r in rows if r["concurrency"] == 1}
     print("\n| decoding | concurrent | translations/s | × one at a time | tokens/s | TTFT p50 / p99 ms "
-          "| TTFT × alone | inter-token p50 / p99 ms | server CPU ms / translation | server's share of its core |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| TTFT × alone | inter-token p50 / p99 ms | server CPU ms / translation | CPU alone ÷ this "
+          "| server's share of its core |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         if r["config"] not in solo:  # no one-at-a-time row to compare with
             continue
@@ -241,6 +242,7 @@ def print_table(rows: list[dict]) -> None:
               f"| {r['ttft_ms_p50']} / {r['ttft_ms_p99']} "
               f"| {r['ttft_ms_p50'] / solo[r['config']]['ttft_ms_p50']:.2f} "
               f"| {r['itl_ms_p50']} / {r['itl_ms_p99']} | {r['server_cpu_ms_per_sequence']} "
+              f"| {solo[r['config']]['server_cpu_ms_per_sequence'] / r['server_cpu_ms_per_sequence']:.2f} "
               f"| {r['server_cpu_share']:.0%} |")
 
 
