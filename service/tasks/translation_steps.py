@@ -112,34 +112,37 @@ class Stepper:
         return len(self._rows) + len(self._joining)
 
     async def _loop(self) -> None:
-        while True:
-            if self._delay and self.running < self._max_rows:
-                await asyncio.sleep(self._delay)
-            self._drop_left()
-            joining = [s for s in self._joining if not s.left]
-            self._joining = []
-            if joining:
-                await self._admit(joining)
-            if not self._rows:
-                if self._joining:  # arrived while the context graph ran
-                    continue
-                return
-            a = self._arrays
-            try:
-                if self.cached:
-                    logits, attention, a["past"] = await self._call(
-                        self.decoder, a["token"], a["position"], a["context"], a["source"], a["past"])
-                else:
-                    logits, attention = await self._call(
-                        self.decoder, a["prefix"], a["position"], a["context"], a["source"])
-                self._choose(logits, attention)
-            except BaseException as exc:  # every sequence of the call learns it; the loop ends
-                for seq in [*self._rows, *self._joining]:
-                    seq._push(None, exc if isinstance(exc, Exception) else RuntimeError("decoding stopped"))
-                self._rows, self._joining, self._arrays = [], [], {}
-                if not isinstance(exc, Exception):
-                    raise
-                return
+        try:
+            while await self._step():
+                pass
+        except BaseException as exc:  # every running sequence learns it; the loop ends
+            for seq in [*self._rows, *self._joining]:
+                seq._push(None, exc if isinstance(exc, Exception) else RuntimeError("decoding stopped"))
+            self._rows, self._joining, self._arrays = [], [], {}
+            if not isinstance(exc, Exception):
+                raise
+
+    async def _step(self) -> bool:
+        """Admit the sequences that arrived, then one decoder call for every row; False once
+        there is none left."""
+        if self._delay and self.running < self._max_rows:
+            await asyncio.sleep(self._delay)
+        self._drop_left()
+        joining = [s for s in self._joining if not s.left]
+        self._joining = []
+        if joining:
+            await self._admit(joining)
+        if not self._rows:
+            return bool(self._joining)  # some arrived while the context graph ran
+        a = self._arrays
+        if self.cached:
+            logits, attention, a["past"] = await self._call(
+                self.decoder, a["token"], a["position"], a["context"], a["source"], a["past"])
+        else:
+            logits, attention = await self._call(
+                self.decoder, a["prefix"], a["position"], a["context"], a["source"])
+        self._choose(logits, attention)
+        return True
 
     async def _call(self, graph: GraphRunner, *inputs: np.ndarray) -> list[np.ndarray]:
         """One execution of `graph` over all rows (a few, in order, when over max_batch_size)."""
