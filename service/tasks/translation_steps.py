@@ -35,6 +35,10 @@ from service.sampling import decoding
 from service.tasks import positional
 from service.tasks.base import GraphRunner
 
+# Event-loop turns at each step boundary: one for the streams' writes, one for the sockets'
+# reads (a request's task is created), one for those tasks to plan their sequences and join.
+_SETTLE_TURNS = 3
+
 
 @dataclass
 class Step:
@@ -127,6 +131,12 @@ class Stepper:
         there is none left."""
         if self._delay and self.running < self._max_rows:
             await asyncio.sleep(self._delay)
+        # Let the loop run before admitting: the streams write the last step's tokens, and the
+        # requests that arrive meanwhile (a closed-loop client sends its next one as soon as
+        # its stream ends) are read and planned, and join the step about to start instead of
+        # waiting a whole step for the next (TTFT at 16 concurrent halved, docs/BENCHMARKS.md).
+        for _ in range(_SETTLE_TURNS):
+            await asyncio.sleep(0)
         self._drop_left()
         joining = [s for s in self._joining if not s.left]
         self._joining = []
