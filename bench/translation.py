@@ -9,17 +9,26 @@ full-prefix decoder.onnx over the padded prefix). "× one at a time" compares ea
 Each of N clients streams translations back to back (closed loop) over generate_stream,
 English numbers drawn with a fixed seed. The server is pinned to one core (`taskset -c
 --server-cpus`, default 0) and the Python (httpx) clients to the others (`--client-cpus`,
-default 1), so the clients' own work does not take the server's CPU.
+default 1), so the clients' own work does not take the server's CPU. With `--profile N`, py-spy
+(`record --gil`) samples the server during the measured window of N concurrent and prints where
+its Python time went (bench/profile.py's summary). With `--graphs`, ONNX Runtime alone times
+the cached decoder step and cross_kv at 1 and 16 rows in this process (pinned to the server's
+core, one thread, best of 7 x 50 calls) and prints the most that sharing them can give: the
+translations/s of 16 concurrent over one at a time if nothing but these graph calls cost.
 """
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
+import timeit
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -82,15 +91,29 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def measure(url: str, concurrency: int, seconds: float, inputs: list[str], pid: int) -> dict:
+async def measure(url: str, concurrency: int, seconds: float, inputs: list[str], pid: int,
+                  profile: Path | None = None) -> dict:
     out = {"ttft": [], "itl": [], "sequences": 0, "tokens": 0}
     await asyncio.gather(*(client(url, inputs, 0, time.perf_counter() + 1.0, {
         "ttft": [], "itl": [], "sequences": 0, "tokens": 0}) for _ in range(min(concurrency, 4))))
+    spy = None
+    if profile is not None:  # samples the measured window only; py-spy runs on the clients' cores
+        import profile as bench_profile  # bench/profile.py
+
+        spy = subprocess.Popen([  # noqa: ASYNC220  (returns at once; py-spy runs beside the clients)
+                               bench_profile.py_spy(), "record", "--pid", str(pid), "--gil", "--duration",
+                                str(int(seconds)), "--rate", "250", "--nonblocking", "--format", "raw",
+                                "--output", str(profile)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        await asyncio.sleep(0.5)  # py-spy attaches
     started, cpu = time.perf_counter(), cpu_seconds(pid)
     until = started + seconds
     await asyncio.gather(*(client(url, inputs, k * 37, until, out) for k in range(concurrency)))
     elapsed = time.perf_counter() - started
     cpu = cpu_seconds(pid) - cpu
+    if spy is not None:
+        _, err = spy.communicate(timeout=60)
+        if spy.returncode != 0:
+            sys.exit(f"py-spy failed: {err.decode()[-2000:]}")
 
     def ms(values, q):
         return round(float(np.percentile(values, q)) * 1e3, 2) if values else None
@@ -115,6 +138,8 @@ def main() -> None:
     parser.add_argument("--server-cpus", default="0", help="taskset -c list for the server")
     parser.add_argument("--client-cpus", default="1", help="CPU list for the clients (this process)")
     parser.add_argument("--configs", default=",".join(CONFIGS), help="which of: " + ", ".join(CONFIGS))
+    parser.add_argument("--profile", type=int, metavar="N", help="py-spy the server at N concurrent")
+    parser.add_argument("--graphs", action="store_true", help="also time the graphs alone (the bound)")
     args = parser.parse_args()
     os.sched_setaffinity(0, _cpus(args.client_cpus))
     inputs = texts()
@@ -129,11 +154,18 @@ def main() -> None:
             server = _Server(["taskset", "-c", args.server_cpus, *_modelserve(repo, 1)])
             with server as url:  # taskset execs the server: its pid is the server's
                 for c in (int(c) for c in args.concurrency.split(",")):
+                    raw = Path(folder) / "profile.txt" if c == args.profile else None
                     row = {"config": label, **asyncio.run(measure(url, c, args.seconds, inputs,
-                                                                  server.process.pid))}
+                                                                  server.process.pid, raw))}
                     print(row, flush=True)
                     rows.append(row)
+                    if raw is not None:
+                        print_profile(raw, label, c)
     print_table(rows)
+    if args.graphs:
+        os.sched_setaffinity(0, _cpus(args.server_cpus))
+        tokens = [r["tokens_per_s"] / r["sequences_per_s"] for r in rows if r["sequences_per_s"]]
+        print_graph_bound(args.model / "1", float(np.mean(tokens)) + 1 if tokens else 11.5)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")
 
@@ -147,11 +179,61 @@ def _cpus(spec: str) -> set[int]:
     return out
 
 
+def print_graph_bound(version: Path, steps: float, rows: int = 16) -> None:
+    """ONNX Runtime alone: ms per call of the cached decoder step and of cross_kv at 1 and
+    `rows` rows, and the bound they set on `rows` concurrent over one at a time, for a
+    translation of `steps` decoder steps (its tokens and the EOS)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    decoder, cross_kv = (ort.InferenceSession(str(version / f"{name}.onnx"), options, providers=["CPUExecutionProvider"])
+                         for name in ("decoder_cached", "cross_kv"))
+    past = decoder.get_inputs()[4].shape[1:]  # (L, 2, P, D)
+    ms = {}
+    for n in (1, rows):
+        source = np.full((n, 14), 4, dtype=np.int64)  # a padded source of one word repeated
+        cross = cross_kv.run(None, {cross_kv.get_inputs()[0].name: source})[0]
+        feeds = dict(zip([i.name for i in decoder.get_inputs()], [
+            np.full(n, 8, dtype=np.int64), np.full(n, 5, dtype=np.int64), cross, source,
+            np.zeros((n, *past), dtype=np.float32)]))
+
+        ms["decoder", n] = _best(functools.partial(decoder.run, None, feeds))
+        ms["cross_kv", n] = _best(functools.partial(cross_kv.run, None, {cross_kv.get_inputs()[0].name: source}))
+    print(f"\nONNX Runtime alone, one thread, best of 7 x 50 calls (load average {os.getloadavg()[0]:.2f}):\n")
+    print("| graph | rows | ms per call | ms per row |\n|---|---:|---:|---:|")
+    for (name, n), value in ms.items():
+        print(f"| {name} | {n} | {value:.3f} | {value / n:.3f} |")
+    alone = steps * ms["decoder", 1] + ms["cross_kv", 1]
+    shared = (steps * ms["decoder", rows] + ms["cross_kv", rows]) / rows
+    print(f"\nA translation of {steps:.1f} decoder steps: {alone:.2f} ms of graph calls alone, {shared:.2f} ms "
+          f"with {rows} sharing each call: at most {alone / shared:.1f}x the translations/s of one at a "
+          f"time, were the graphs all the server's work.")
+
+
+def _best(call) -> float:
+    """ms per call: the best of 7 runs of 50 calls."""
+    return min(timeit.repeat(call, number=50, repeat=7)) / 50 * 1e3
+
+
+def print_profile(raw: Path, label: str, concurrency: int) -> None:
+    import profile as bench_profile  # bench/profile.py
+
+    stacks = Counter()
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack:
+            stacks[stack] += int(count)
+    print(f"\npy-spy --gil, {label}, {concurrency} concurrent, load average {os.getloadavg()[0]:.2f}:\n")
+    print(bench_profile.summary(stacks, 25), flush=True)
+
+
 def print_table(rows: list[dict]) -> None:
     solo = {r["config"]: r for r in rows if r["concurrency"] == 1}
     print("\n| decoding | concurrent | translations/s | × one at a time | tokens/s | TTFT p50 / p99 ms "
-          "| TTFT × alone | inter-token p50 / p99 ms | server CPU ms / translation | server's share of its core |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| TTFT × alone | inter-token p50 / p99 ms | server CPU ms / translation | CPU alone ÷ this "
+          "| server's share of its core |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         if r["config"] not in solo:  # no one-at-a-time row to compare with
             continue
@@ -160,6 +242,7 @@ def print_table(rows: list[dict]) -> None:
               f"| {r['ttft_ms_p50']} / {r['ttft_ms_p99']} "
               f"| {r['ttft_ms_p50'] / solo[r['config']]['ttft_ms_p50']:.2f} "
               f"| {r['itl_ms_p50']} / {r['itl_ms_p99']} | {r['server_cpu_ms_per_sequence']} "
+              f"| {solo[r['config']]['server_cpu_ms_per_sequence'] / r['server_cpu_ms_per_sequence']:.2f} "
               f"| {r['server_cpu_share']:.0%} |")
 
 

@@ -22,6 +22,7 @@ from service.protocol import api_docs, cards, generate, metrics_route, openapi, 
 from service.protocol import repository as repository_routes
 from service.protocol.errors import render
 from service.protocol.fast_infer import FastInfer, InferSettings
+from service.protocol.generate_front import FastGenerateStream
 from service.protocol.responses import JSONResponse
 from service.protocol.v2_codec import Limits
 from service.repository import Registry
@@ -80,7 +81,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.limits = Limits(settings.max_tensor_elements, settings.max_json_depth)
     app.state.infer = InferSettings(app.state, settings)  # for service.http_infer's fast path
     _install_error_handlers(app)
-    app.add_middleware(FastInfer)  # first added is innermost: behind auth, limits and logs
+    app.add_middleware(FastGenerateStream)  # first added is innermost: behind auth, limits and logs
+    app.add_middleware(FastInfer)
     middleware.install(app, settings)
     app.include_router(repository_routes.router)  # before v2: /v2/models/stats is not a model
     app.include_router(v2.router)

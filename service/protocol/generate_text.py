@@ -4,6 +4,8 @@ Streams send one event per token whose text_output is the text it adds (concaten
 the whole output), then a last event with the finish reason.
 """
 
+import orjson
+
 from service.tasks.translation import TextGeneration, Token
 
 
@@ -34,3 +36,16 @@ def text_event(model, event, attention: bool) -> dict:
     done = text_done(model, event)
     done.pop("attention", None)  # a stream sent each row with its token already
     return {**done, "text_output": "", "output": event.text_output, "event": "done"}
+
+
+class TokenEvents:
+    """A stream's token events without attention as SSE bytes, from a template: the bytes
+    `sse(text_event(model, token, False))` gives, at a fraction of the cost per token."""
+
+    def __init__(self, model):
+        self._head = (b'data: {"model_name":' + orjson.dumps(model.name) + b',"model_version":'
+                      + orjson.dumps(str(model.version)) + b',"text_output":')
+
+    def sse(self, token: Token) -> bytes:
+        return b"".join((self._head, orjson.dumps(token.text_output), b',"index":', b"%d" % token.index,
+                         b',"token":', orjson.dumps(token.token), b"}\n\n"))

@@ -87,6 +87,7 @@ class Token:
     text_output: str  # what it adds to the text (a leading space between words)
     attention: np.ndarray | None  # (S,) over the source tokens
     source_tokens: list[str] | None = None  # on the first token only, to label the attention
+    ready: int = 0  # tokens chosen after this one, already waiting: its reader is that far behind
     final = False
 
     def tensors(self) -> dict[str, np.ndarray]:
@@ -160,8 +161,8 @@ class TranslationModel(ServedModel):
             if len(slots) != 5 or slots[3] < self.positions:
                 raise ValueError(f"decoder_cached's past must be (batch, layers, 2, positions, D) with "
                                  f"at least {self.positions} positions, not {slots}")
-        self.stepper = Stepper(cached or self.decoder, cached is not None, self.bos, self.eos,
-                               self.pad, self.positions)
+        self.stepper = Stepper(cached or self.decoder, self.cross_kv or self.encoder, cached is not None,
+                               self.bos, self.eos, self.pad, self.positions)
         self._labels = (name, str(version))
 
     # ------------------------------------------------------------------ planning
@@ -214,7 +215,9 @@ class TranslationModel(ServedModel):
             raise InvalidInput("stop strings must not be empty")
         if stops and params.beam_width > 1:
             raise InvalidInput("stop applies to greedy and sampled decoding, not to beam search")
-        seed = params.seed if params.seed is not None else secrets.randbelow(2**63)
+        seed = params.seed
+        if seed is None:  # greedy and beam search draw nothing: no read of the OS's randomness
+            seed = secrets.randbelow(2**63) if params.temperature > 0 else 0
         return Plan(text, source, params, max_tokens, seed)
 
     # ------------------------------------------------------------------ decoding
@@ -235,22 +238,22 @@ class TranslationModel(ServedModel):
         running = metrics.RUNNING_SEQUENCES.labels(*self._labels)
         running.inc()
         try:
-            beam = plan.params.beam_width > 1
-            first = self.encoder if beam or self.cross_kv is None else self.cross_kv
-            context = (await positional.run(first, source))[0]  # memory, or cross keys/values
             clock = _TokenClock(self._labels, plan.arrived)
-            steps = self._beam if beam else self._stepped
-            async for event in steps(plan, context, source, clock, words):
-                yield event
+            if plan.params.beam_width > 1:
+                memory = (await positional.run(self.encoder, source))[0]
+                async for event in self._beam(plan, memory, source, clock, words):
+                    yield event
+            else:  # the stepper runs the context graph for all who join at a step, in one call
+                async for event in self._stepped(plan, source, clock, words):
+                    yield event
         finally:
             running.dec()
 
-    async def _stepped(self, plan: Plan, context, source, clock, words):
+    async def _stepped(self, plan: Plan, source, clock, words):
         """Greedy or sampled: the sequence is a row of the stepper's batch, step by step."""
         p = plan.params
         n_source = len(plan.source)
-        seq = self.stepper.add(Sequence(context, source, plan.max_tokens, p.temperature, p.top_k,
-                                        p.top_p, plan.seed))
+        seq = self.stepper.add(Sequence(source, plan.max_tokens, p.temperature, p.top_k, p.top_p, plan.seed))
         stops = [p.stop] if isinstance(p.stop, str) else (p.stop or [])
         chosen: list[int] = []
         rows: list[np.ndarray] = []
@@ -258,7 +261,8 @@ class TranslationModel(ServedModel):
         try:
             while reason is None:
                 step = await seq.next()
-                rows.append(step.attention)
+                if p.attention:  # the whole map, for the last event
+                    rows.append(step.attention)
                 score += step.logp
                 if step.finish_reason == decoding.FINISH_STOP:  # EOS: not a token of the text
                     reason = decoding.FINISH_STOP
@@ -268,14 +272,15 @@ class TranslationModel(ServedModel):
                 piece = self.tokens.pieces(chosen[-2:])[-1]  # its glue depends on the one before
                 text += piece
                 yield Token(len(chosen) - 1, self.tokens.target[step.token], piece,
-                            step.attention[:n_source], words if len(chosen) == 1 else None)
+                            step.attention[:n_source], words if len(chosen) == 1 else None, seq.ready)
                 if stops and any(text.endswith(s) for s in stops):
                     reason = decoding.FINISH_STOP
                 else:
                     reason = step.finish_reason
         finally:
             seq.left = True  # out of the batch before its next step, however the stream ended
-        best = decoding.Hypothesis(chosen, score, reason, np.stack(rows)[:, :n_source])
+        attention = np.stack(rows)[:, :n_source] if rows else np.zeros((0, n_source), np.float32)
+        best = decoding.Hypothesis(chosen, score, reason, attention)
         yield self._finished(plan, chosen, decoding.Decoded(best))
 
     async def _beam(self, plan: Plan, memory, source, clock, words):

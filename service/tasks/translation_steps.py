@@ -4,10 +4,17 @@ A Stepper holds the running sequences of one model version as rows of numpy arra
 token, the position, the source's context, the source, and the key/value cache or the padded
 prefix) and runs one loop: each step is ONE call of the decoder graph over every row, a
 vectorised choice of the next tokens (log-softmax and argmax over all rows; only sampled rows
-draw one by one, each from its own seeded generator), and one hand-over per sequence. A new
-sequence joins at the next step; a finished, stopped or abandoned one leaves before it. The
-per-step cost of the bookkeeping is a few numpy operations over all rows, not a future, a
-padded prefix and a batcher round trip per sequence.
+draw one by one, each from its own seeded generator), and one hand-over per sequence. A finished,
+stopped or abandoned sequence leaves before the next step. The per-step cost of the bookkeeping
+is a few numpy operations over all rows, not a future, a padded prefix and a batcher round trip
+per sequence.
+
+New sequences are admitted first at each step boundary: the context graph (cross_kv.onnx, or
+the encoder without a cache) runs ONCE for every sequence that arrived during the last step,
+and they take part in that same step's decoder call. So a new request waits for at most the
+step in progress, not behind a queue of other graph calls, and its first token comes out of
+the next step. The stepper gathers its own batches and calls its graphs past their batchers
+(`execute`), cut at the decoder's max_batch_size.
 
 With a cached graph (decoder_cached.onnx: token, position, cross, source, past -> logits,
 attention, present; the context is cross_kv.onnx's cross-attention keys and values, computed
@@ -28,6 +35,10 @@ from service.sampling import decoding
 from service.tasks import positional
 from service.tasks.base import GraphRunner
 
+# Event-loop turns at each step boundary: one for the streams' writes, one for the sockets'
+# reads (a request's task is created), one for those tasks to plan their sequences and join.
+_SETTLE_TURNS = 3
+
 
 @dataclass
 class Step:
@@ -43,7 +54,6 @@ class Step:
 class Sequence:
     """One running sequence: the stepper appends its Steps; its stream awaits them."""
 
-    context: np.ndarray  # (1, S, D) the encoder's memory, or (1, L, 2, S, D) cross keys/values
     source: np.ndarray  # (1, S)
     max_tokens: int
     temperature: float
@@ -55,6 +65,11 @@ class Sequence:
     _waiter: asyncio.Future | None = None
     _error: BaseException | None = None
     _rng: np.random.Generator | None = None
+
+    @property
+    def ready(self) -> int:
+        """Steps already chosen and not yet taken: its reader is that many steps behind."""
+        return len(self._steps)
 
     async def next(self) -> Step:
         while not self._steps:
@@ -73,9 +88,15 @@ class Sequence:
 
 
 class Stepper:
-    def __init__(self, decoder: GraphRunner, cached: bool, bos: int, eos: int, pad: int, positions: int):
-        self.decoder, self.cached = decoder, cached
+    def __init__(self, decoder: GraphRunner, context: GraphRunner, cached: bool, bos: int, eos: int,
+                 pad: int, positions: int):
+        self.decoder, self.context, self.cached = decoder, context, cached
         self.bos, self.eos, self.pad, self.positions = bos, eos, pad, positions
+        batcher = decoder.batcher  # its policy bounds the rows of one call; none: no bound
+        self._max_rows = batcher.policy.max_batch_size if batcher is not None else None
+        # The policy's max_queue_delay, as the batcher applied it to each step before the
+        # stepper called past it: how long a step that has room waits for more to join it.
+        self._delay = batcher.policy.max_queue_delay_s if batcher is not None else 0.0
         self._joining: list[Sequence] = []
         self._task: asyncio.Task | None = None
         self._rows: list[Sequence] = []
@@ -95,43 +116,84 @@ class Stepper:
         return len(self._rows) + len(self._joining)
 
     async def _loop(self) -> None:
-        while True:
-            self._admit()
-            if not self._rows:
-                return
-            a = self._arrays
-            try:
-                if self.cached:
-                    logits, attention, a["past"] = (await positional.run(
-                        self.decoder, a["token"], a["position"], a["context"], a["source"], a["past"]))[:3]
-                else:
-                    logits, attention = (await positional.run(
-                        self.decoder, a["prefix"], a["position"], a["context"], a["source"]))[:2]
-                self._choose(logits, attention)
-            except BaseException as exc:  # every sequence of the call learns it; the loop ends
-                for seq in [*self._rows, *self._joining]:
-                    seq._push(None, exc if isinstance(exc, Exception) else RuntimeError("decoding stopped"))
-                self._rows, self._joining, self._arrays = [], [], {}
-                if not isinstance(exc, Exception):
-                    raise
-                return
+        try:
+            while await self._step():
+                pass
+        except BaseException as exc:  # every running sequence learns it; the loop ends
+            for seq in [*self._rows, *self._joining]:
+                seq._push(None, exc if isinstance(exc, Exception) else RuntimeError("decoding stopped"))
+            self._rows, self._joining, self._arrays = [], [], {}
+            if not isinstance(exc, Exception):
+                raise
 
-    def _admit(self) -> None:
-        """Drop the rows whose streams left; append the sequences that joined."""
+    async def _step(self) -> bool:
+        """Admit the sequences that arrived, then one decoder call for every row; False once
+        there is none left."""
+        if self._delay and self.running < self._max_rows:
+            await asyncio.sleep(self._delay)
+        # Let the loop run before admitting: the streams write the last step's tokens, and the
+        # requests that arrive meanwhile (a closed-loop client sends its next one as soon as
+        # its stream ends) are read and planned, and join the step about to start instead of
+        # waiting a whole step for the next (TTFT at 16 concurrent halved, docs/BENCHMARKS.md).
+        for _ in range(_SETTLE_TURNS):
+            await asyncio.sleep(0)
+        self._drop_left()
+        joining = [s for s in self._joining if not s.left]
+        self._joining = []
+        if joining:
+            await self._admit(joining)
+        if not self._rows:
+            return bool(self._joining)  # some arrived while the context graph ran
+        a = self._arrays
+        if self.cached:
+            logits, attention, a["past"] = await self._call(
+                self.decoder, a["token"], a["position"], a["context"], a["source"], a["past"])
+        else:
+            logits, attention = await self._call(
+                self.decoder, a["prefix"], a["position"], a["context"], a["source"])
+        self._choose(logits, attention)
+        return True
+
+    async def _call(self, graph: GraphRunner, *inputs: np.ndarray) -> list[np.ndarray]:
+        """One execution of `graph` over all rows (a few, in order, when over max_batch_size)."""
+        rows = len(inputs[0])
+        if self._max_rows is None or rows <= self._max_rows:
+            return await positional.execute(graph, *inputs)
+        parts = [await positional.execute(graph, *(x[i : i + self._max_rows] for x in inputs))
+                 for i in range(0, rows, self._max_rows)]
+        return [np.concatenate(outputs) for outputs in zip(*parts)]
+
+    def _drop_left(self) -> None:
+        """Drop the rows whose streams left."""
         keep = [i for i, seq in enumerate(self._rows) if not seq.left]
         if len(keep) < len(self._rows):
             self._rows = [self._rows[i] for i in keep]
             self._arrays = {k: v[keep] for k, v in self._arrays.items()}
-        joining = [s for s in self._joining if not s.left]
-        self._joining = []
-        if not joining:
-            return
+
+    async def _admit(self, joining: list[Sequence]) -> None:
+        """The context of every joining sequence in one call, then their rows appended; if that
+        call fails, only they learn it."""
         n = len(joining)
+        source = np.concatenate([s.source for s in joining])
+        try:
+            context = (await self._call(self.context, source))[0]
+        except BaseException as exc:
+            for seq in joining:
+                seq._push(None, exc if isinstance(exc, Exception) else RuntimeError("decoding stopped"))
+            if not isinstance(exc, Exception):
+                raise
+            return
+        keep = [i for i, s in enumerate(joining) if not s.left]  # left during the call
+        if len(keep) < n:
+            joining, source, context, n = [joining[i] for i in keep], source[keep], context[keep], len(keep)
+            if not n:
+                return
+        self._drop_left()  # rows that finished their streams during the call
         new = {
             "token": np.full(n, self.bos, dtype=np.int64),
             "position": np.zeros(n, dtype=np.int64),
-            "context": np.concatenate([s.context for s in joining]),
-            "source": np.concatenate([s.source for s in joining]),
+            "context": context,
+            "source": source,
             "steps": np.zeros(n, dtype=np.int64),
             "max_tokens": np.array([s.max_tokens for s in joining], dtype=np.int64),
             "greedy": np.array([s.temperature == 0 for s in joining]),
@@ -141,8 +203,9 @@ class Stepper:
         else:
             new["prefix"] = np.full((n, self.positions), self.pad, dtype=np.int64)
             new["prefix"][:, 0] = self.bos
-        for seq in joining:
-            seq._rng = np.random.Generator(np.random.PCG64(seq.seed))
+        for seq in joining:  # sampled rows only: seeding a generator costs 50 µs
+            if seq.temperature > 0:
+                seq._rng = np.random.Generator(np.random.PCG64(seq.seed))
         if self._arrays:
             self._arrays = {k: np.concatenate([self._arrays[k], new[k]]) for k in new}
         else:
@@ -162,14 +225,20 @@ class Stepper:
         stopped = chosen == self.eos
         done = stopped | (a["steps"] >= a["max_tokens"])
         attention = np.asarray(attention, dtype=np.float32)
-        for i, seq in enumerate(self._rows):
+        rows = self._rows
+        # The streams woken first write first: the sequences that joined at this step, so a new
+        # request's first token does not wait behind every running stream's next one.
+        first = np.flatnonzero(a["steps"] == 1)
+        order = range(len(rows)) if len(first) in (0, len(rows)) else [*first, *np.flatnonzero(a["steps"] > 1)]
+        tokens, logps, ended, eos = chosen.tolist(), picked.tolist(), done.tolist(), stopped.tolist()
+        for i in order:
             reason = None
-            if done[i]:
-                reason = decoding.FINISH_STOP if stopped[i] else decoding.FINISH_LENGTH
-                seq.left = True
-            seq._push(Step(int(chosen[i]), attention[i], float(picked[i]), reason))
+            if ended[i]:
+                reason = decoding.FINISH_STOP if eos[i] else decoding.FINISH_LENGTH
+                rows[i].left = True
+            rows[i]._push(Step(tokens[i], attention[i], logps[i], reason))
         a["position"] += 1  # the chosen token sits at the next position
         a["token"] = chosen
         if not self.cached:
-            rows = np.flatnonzero(~done)
-            a["prefix"][rows, a["position"][rows]] = chosen[rows]
+            going = np.flatnonzero(~done)
+            a["prefix"][going, a["position"][going]] = chosen[going]
