@@ -12,6 +12,7 @@ import time
 import grpc
 from google.protobuf import json_format
 
+from service import access_log
 from service.access import KeyRules, RouteClass
 from service.dataplane import DataPlane
 from service.errors import INTERNAL_MESSAGE, InvalidInput, RequestTimeout, ServiceError
@@ -22,7 +23,6 @@ from service.middleware.request_log import request_id_from
 from service.protocol.v2_codec import Limits
 from service.signature import check_outputs
 
-access_log = logging.getLogger("modelserve.access")
 log = logging.getLogger(__name__)
 
 # Parameters that tritonclient sets for Triton's scheduler, not for the model's generation.
@@ -59,12 +59,12 @@ def _admit(servicer: "InferenceServicer", route: RouteClass, request, metadata: 
 
 
 def _log(servicer, method: str, request_id: str, model: tuple, code: grpc.StatusCode, started: float) -> None:
-    if servicer.log_requests and access_log.isEnabledFor(logging.INFO):
-        access_log.info("request", extra={"access": {
+    if servicer.log_requests:  # the same line, written the same cheap way, as HTTP's
+        access_log.request({
             "request_id": request_id, "protocol": "grpc", "method": "POST",
             "path": f"/{SERVICE_NAME}/{method}", "model": model[0] or None, "version": model[1] or None,
             "status": code.name, "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-        }})
+        })
 
 
 def _model_of(request) -> tuple[str, str]:
