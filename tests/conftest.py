@@ -157,3 +157,11 @@ def module_server(request) -> Callable[..., str]:
     servers: list[Server] = []
     request.addfinalizer(lambda: [s.stop() for s in servers])
     return _starter(servers)
+
+
+@pytest.fixture(scope="session")
+def session_server(request) -> Callable[..., str]:
+    """Like module_server, for a server that many modules only read (one per pytest worker)."""
+    servers: list[Server] = []
+    request.addfinalizer(lambda: [s.stop() for s in servers])
+    return _starter(servers)
