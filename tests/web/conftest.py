@@ -13,8 +13,7 @@ from tests.web.browser import ARGS, CHROMIUM, Console, why_no_browser
 REAL_DIFFUSION = "digits-diffusion"
 
 
-# The site and the browser are started once per pytest worker, not once per file: the pages only
-# read the models, and each test gets a fresh browser context (`page`).
+# The site is started once per pytest worker, not once per file: the pages only read its models.
 @pytest.fixture(scope="session")
 def site(tmp_path_factory, session_server) -> str:
     repo = tmp_path_factory.mktemp("playground") / "models"
@@ -39,7 +38,9 @@ def diffusion_model(site) -> str:
     return REAL_DIFFUSION if REAL_DIFFUSION in ready else "tiny-diffusion"
 
 
-@pytest.fixture(scope="session")
+# One Chromium per file, not per worker: Playwright's sync API keeps an asyncio loop running while
+# it is open, and the asyncio.run() of the next test files on the worker would fail.
+@pytest.fixture(scope="module")
 def browser():
     missing = why_no_browser()
     if missing:
