@@ -41,10 +41,14 @@ def pytest_terminal_summary(terminalreporter, config) -> None:
                           "and runs every test.")
 
 
-# The files that take longest, longest first: a module fixture trains every model, or thousands
-# of digits are sampled. Run first, parallel workers (make test: pytest-xdist, --dist loadfile)
-# start them at once and share out the rest, instead of one finishing them alone at the end.
-SLOW_FIRST = ["tests/training/test_quick.py", "tests/training/test_committed_models.py"]
+# The files that take longest, longest first: a module fixture trains every model or the
+# translator, thousands of digits are sampled, many servers start, a browser waits on streams.
+# Run first, parallel workers (make test: pytest-xdist, --dist loadfile) start them at once and
+# share out the rest, instead of one finishing them alone at the end.
+SLOW_FIRST = ["tests/training/test_quick.py", "tests/training/test_quick_translation.py",
+              "tests/training/test_committed_models.py", "tests/test_model_control.py",
+              "tests/web/test_playground.py", "tests/reliability/test_openapi_conformance.py",
+              "tests/deploy/test_topology.py"]
 
 
 def pytest_collection_modifyitems(config, items) -> None:
@@ -154,6 +158,14 @@ def serve_repository(tmp_path_factory) -> Iterator[Callable[..., str]]:
 @pytest.fixture(scope="module")
 def module_server(request) -> Callable[..., str]:
     """Like serve_repository, but one server for a whole test module."""
+    servers: list[Server] = []
+    request.addfinalizer(lambda: [s.stop() for s in servers])
+    return _starter(servers)
+
+
+@pytest.fixture(scope="session")
+def session_server(request) -> Callable[..., str]:
+    """Like module_server, for a server that many modules only read (one per pytest worker)."""
     servers: list[Server] = []
     request.addfinalizer(lambda: [s.stop() for s in servers])
     return _starter(servers)

@@ -6,7 +6,7 @@ z (B, latent_dim) ~ N(0, I) to images x (B, 1, 8, 8) in network units [-1, 1].
 
 import copy
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,11 @@ class Config:
     betas: tuple[float, float] = (0.5, 0.999)  # Radford et al. 2016 (DCGAN)
     ema: float = 0.999  # generator weights averaged over steps (Yazici et al. 2019)
     seed: int = 0
+
+
+# --quick (tests) proves the pipeline, not the model: narrow nets. An export costs per traced op,
+# and it is most of a quick run.
+QUICK = {"hidden": 32}
 
 
 class Generator(nn.Module):
@@ -102,6 +107,7 @@ def train(cfg: Config, x_train: np.ndarray, quick: bool):
 
 
 def main(cfg: Config, output: Path, version: int | None = None, quick: bool = False) -> Path:
+    cfg = replace(cfg, **QUICK) if quick else cfg
     split = data.digits()
     spec = data.digits_spec(NETWORK_RANGE)
     x_train = data.to_network(split.x_train, data.DIGITS_RAW_RANGE, NETWORK_RANGE)

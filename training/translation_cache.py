@@ -209,8 +209,8 @@ def cost(vdir: Path, s_max: int) -> dict:
     opts.intra_op_num_threads = 1
     full = ort.InferenceSession(str(vdir / "decoder.onnx"), opts, providers=["CPUExecutionProvider"])
     cached = ort.InferenceSession(str(vdir / "decoder_cached.onnx"), opts, providers=["CPUExecutionProvider"])
-    d, layers = full.get_inputs()[2].shape[2], 2
-    slots = onnx.load(str(vdir / "decoder_cached.onnx")).graph.output[2].type.tensor_type.shape.dim[3].dim_value
+    d = full.get_inputs()[2].shape[2]
+    _, layers, _, slots, _ = cached.get_inputs()[4].shape  # past: (B, L, 2, P, D)
     out = {"prefix_positions": slots}
     for b in (1, 16, 64):
         memory = np.zeros((b, s_max, d), np.float32)

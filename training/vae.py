@@ -7,7 +7,7 @@ encoder: x (B, 1, 8, 8) -> mean, log_var (B, latent_dim); decoder: z (B, latent_
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,11 @@ class Config:
     batch_size: int = 64
     lr: float = 1e-3
     seed: int = 0
+
+
+# --quick (tests) proves the pipeline, not the model: narrow nets. An export costs per traced op,
+# and it is most of a quick run.
+QUICK = {"hidden": 32}
 
 
 class Encoder(nn.Module):
@@ -111,6 +116,7 @@ def test_elbo(enc, dec, x: np.ndarray, latent_dim: int, seed: int, draws: int = 
 
 
 def main(cfg: Config, output: Path, version: int | None = None, quick: bool = False) -> Path:
+    cfg = replace(cfg, **QUICK) if quick else cfg
     split = data.digits()
     spec = data.digits_spec(NETWORK_RANGE)
     x_train = data.to_network(split.x_train, data.DIGITS_RAW_RANGE, NETWORK_RANGE)

@@ -2,6 +2,7 @@
 held-out test graphs (rebuilt by training/graphs.py, numpy only) with onnxruntime: the best
 model's accuracy, the deep plain one visibly worse, and oversmoothing that explains it."""
 
+import functools
 import json
 from pathlib import Path
 
@@ -31,9 +32,14 @@ def card(name: str) -> dict:
     return json.loads((version(name) / "card.json").read_text())
 
 
+@functools.cache
+def session(name: str) -> ort.InferenceSession:
+    """One session per model for the module: the 100 test graphs run through it."""
+    return ort.InferenceSession(str(version(name) / "model.onnx"), providers=["CPUExecutionProvider"])
+
+
 def run(name: str, g: graphs.Graph) -> tuple[np.ndarray, np.ndarray]:
-    sess = ort.InferenceSession(str(version(name) / "model.onnx"), providers=["CPUExecutionProvider"])
-    logits, embeddings = sess.run(None, {"x": g.x, "edge_index": g.edge_index})
+    logits, embeddings = session(name).run(None, {"x": g.x, "edge_index": g.edge_index})
     return logits, embeddings
 
 

@@ -13,8 +13,9 @@ from tests.web.browser import ARGS, CHROMIUM, Console, why_no_browser
 REAL_DIFFUSION = "digits-diffusion"
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory, module_server) -> str:
+# The site is started once per pytest worker, not once per file: the pages only read its models.
+@pytest.fixture(scope="session")
+def site(tmp_path_factory, session_server) -> str:
     repo = tmp_path_factory.mktemp("playground") / "models"
     repo.mkdir()
     for model in sorted((ROOT / "models").iterdir()):
@@ -27,16 +28,18 @@ def site(tmp_path_factory, module_server) -> str:
         "task": "diffusion", "data": builders.digits_data(), "labels": builders.LABELS, "null_label": 10,
         "schedule": {"betas": builders.betas(100)}, "default_steps": 50, "max_steps": 100,
     }, {"denoiser.onnx": builders.denoiser()})
-    return module_server(repo)
+    return session_server(repo)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def diffusion_model(site) -> str:
     """digits-diffusion once it is in models/ and loads; the tiny stand-in before."""
     ready = {row["name"] for row in httpx.post(f"{site}/v2/repository/index", json={"ready": True}).json()}
     return REAL_DIFFUSION if REAL_DIFFUSION in ready else "tiny-diffusion"
 
 
+# One Chromium per file, not per worker: Playwright's sync API keeps an asyncio loop running while
+# it is open, and the asyncio.run() of the next test files on the worker would fail.
 @pytest.fixture(scope="module")
 def browser():
     missing = why_no_browser()
