@@ -131,6 +131,11 @@ def test_grpc_infer_and_a_generation_stream_through_nginx(stack):
     events = [answers.get(timeout=30) for _ in range(4)]
     client.stop_stream()
     assert [e.get_response().parameters["event"].string_param for e in events] == ["sample"] * 3 + ["done"]
-    # nginx passed the request id on to the replica that served each call
-    logged = [line["request_id"] for r in replicas for line in access_lines(r.log_path)]
-    assert {f"through-nginx-{i}" for i in range(6)} <= set(logged)
+    # nginx passed the request id on to the replica that served each call (whose access lines
+    # are written in batches, within 50 ms)
+    wanted = {f"through-nginx-{i}" for i in range(6)}
+
+    def logged() -> set:
+        return {line["request_id"] for r in replicas for line in access_lines(r.log_path)}
+
+    wait_until(lambda: wanted <= logged(), "the six request ids in the replicas' access logs", timeout=10)
