@@ -20,6 +20,7 @@ import numpy as np
 from service import metrics
 from service.errors import Overloaded, ServiceError
 from service.stats import ModelStats
+from service.tally import Tally
 
 RunBatch = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
@@ -65,7 +66,7 @@ class Batcher:
         self._slots = asyncio.Semaphore(policy.max_concurrent_batches)
         self._collector: asyncio.Task | None = None
         self._pending_gauge = metrics.PENDING_REQUESTS.labels(*labels)
-        self._queue_time = metrics.QUEUE_DURATION.labels(*labels)
+        self._queue_time = Tally(metrics.QUEUE_DURATION.labels(*labels))  # flushed once per batch
         self._largest_preferred = max(
             (s for s in policy.preferred_batch_sizes if s <= policy.max_batch_size), default=policy.max_batch_size
         )
@@ -153,9 +154,11 @@ class Batcher:
         at one denoiser call per diffusion step, every event-loop hop counts)."""
         now = time.perf_counter()
         waited = 0.0
+        queue_time = self._queue_time
         for pending in batch:
-            self._queue_time.observe(now - pending.queued_at)
+            queue_time.observe(now - pending.queued_at)
             waited += now - pending.queued_at
+        queue_time.flush()
         self._stats.queued(waited, len(batch))  # the statistics' counts: once per batch
         if len(batch) == 1:
             feeds = batch[0].feeds

@@ -23,6 +23,7 @@ from service.errors import (
 )
 from service.repository import Registry
 from service.signature import check_outputs
+from service.tally import Tally
 from service.tasks.base import ServedModel
 from service.tasks.generative import Event, Generation
 
@@ -218,10 +219,7 @@ class _Outcome:
     def __exit__(self, exc_type, exc, traceback) -> bool:
         elapsed = time.perf_counter() - self.started
         if exc_type is None:
-            success, items, duration = _request_series(*self.labels)
-            success.inc()
-            items.inc(self.items)
-            duration.observe(elapsed)
+            _request_series(*self.labels).add(self.items, elapsed)
             self.model.stats.request_done(True, elapsed, self.items)
         else:
             metrics.REQUEST_FAILURE.labels(self.labels[0], str(self.labels[1]), self.labels[2], _reason(exc_type)).inc()
@@ -239,13 +237,56 @@ class _Outcome:
 
 
 @functools.cache
-def _request_series(name: str, version, protocol: str) -> tuple:
+def _request_series(name: str, version, protocol: str) -> "_Successes":
     """A successful request's three series, looked up once per model version and transport:
     prometheus-client's `labels()` costs more than the increments themselves. These series are
     never removed, so a cached child stays the registered one."""
     labels = (name, str(version), protocol)
-    return (metrics.REQUEST_SUCCESS.labels(*labels), metrics.INFERENCE_COUNT.labels(*labels),
-            metrics.REQUEST_DURATION.labels(*labels))
+    return _Successes(metrics.REQUEST_SUCCESS.labels(*labels), metrics.INFERENCE_COUNT.labels(*labels),
+                      metrics.REQUEST_DURATION.labels(*labels))
+
+
+class _Successes:
+    """One series set's successful requests, added to Prometheus once per event-loop turn: the
+    requests of a batch finish in the same turn, so that is once per batch, not per request
+    (each `inc` and `observe` takes a lock). The flush runs before the loop reads any later
+    I/O, so a scrape after a response always counts that response. Off the loop (a thread),
+    a request is added at once."""
+
+    __slots__ = ("_duration", "_items", "_loop", "_success", "count", "items")
+
+    def __init__(self, success, items, duration):
+        self._success, self._items, self._duration = success, items, Tally(duration)
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop a flush is scheduled on
+        self.count = self.items = 0
+
+    def add(self, items: int, elapsed: float) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if self._loop is not None and self._loop.is_closed():  # its flush never ran
+            self.flush()
+        if loop is None or (self._loop is not None and self._loop is not loop):
+            self._success.inc()
+            self._items.inc(items)
+            self._duration._child.observe(elapsed)
+            return
+        self.count += 1
+        self.items += items
+        self._duration.observe(elapsed)
+        if self._loop is None:
+            self._loop = loop
+            loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._loop = None
+        count, items, self.count, self.items = self.count, self.items, 0, 0
+        if count:
+            self._success.inc(count)
+        if items:
+            self._items.inc(items)
+        self._duration.flush()
 
 
 def _reason(exc_type: type[BaseException]) -> str:
