@@ -23,6 +23,7 @@ from service.errors import (
 )
 from service.repository import Registry
 from service.signature import check_outputs
+from service.stats import ModelStats
 from service.tally import Tally
 from service.tasks.base import ServedModel
 from service.tasks.generative import Event, Generation
@@ -219,8 +220,7 @@ class _Outcome:
     def __exit__(self, exc_type, exc, traceback) -> bool:
         elapsed = time.perf_counter() - self.started
         if exc_type is None:
-            _request_series(*self.labels).add(self.items, elapsed)
-            self.model.stats.request_done(True, elapsed, self.items)
+            _request_series(*self.labels).add(self.model.stats, self.items, elapsed)
         else:
             metrics.REQUEST_FAILURE.labels(self.labels[0], str(self.labels[1]), self.labels[2], _reason(exc_type)).inc()
             self.model.stats.request_done(False, elapsed)
@@ -247,20 +247,23 @@ def _request_series(name: str, version, protocol: str) -> "_Successes":
 
 
 class _Successes:
-    """One series set's successful requests, added to Prometheus once per event-loop turn: the
-    requests of a batch finish in the same turn, so that is once per batch, not per request
-    (each `inc` and `observe` takes a lock). The flush runs before the loop reads any later
-    I/O, so a scrape after a response always counts that response. Off the loop (a thread),
-    a request is added at once."""
+    """One series set's successful requests, added to Prometheus and to the version's statistics
+    once per event-loop turn: the requests of a batch finish in the same turn, so that is once
+    per batch, not per request (each `inc` and `observe` takes a lock, and so does
+    ModelStats). The flush runs before the loop reads any later I/O, so a scrape or a stats call
+    after a response always counts that response. Off the loop (a thread), a request is added
+    at once."""
 
-    __slots__ = ("_duration", "_items", "_loop", "_success", "count", "items")
+    __slots__ = ("_duration", "_items", "_loop", "_stats", "_success", "count", "items", "seconds")
 
     def __init__(self, success, items, duration):
         self._success, self._items, self._duration = success, items, Tally(duration)
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop a flush is scheduled on
+        self._stats: ModelStats | None = None  # the statistics `count` and `seconds` belong to
         self.count = self.items = 0
+        self.seconds = 0.0
 
-    def add(self, items: int, elapsed: float) -> None:
+    def add(self, stats: ModelStats, items: int, elapsed: float) -> None:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -271,9 +274,14 @@ class _Successes:
             self._success.inc()
             self._items.inc(items)
             self._duration._child.observe(elapsed)
+            stats.request_done(True, elapsed, items)
             return
+        if stats is not self._stats:  # a reloaded version: the old one's share goes to it first
+            self.flush()
+            self._stats = stats
         self.count += 1
         self.items += items
+        self.seconds += elapsed
         self._duration.observe(elapsed)
         if self._loop is None:
             self._loop = loop
@@ -281,9 +289,12 @@ class _Successes:
 
     def flush(self) -> None:
         self._loop = None
-        count, items, self.count, self.items = self.count, self.items, 0, 0
+        count, items, seconds = self.count, self.items, self.seconds
+        self.count = self.items = 0
+        self.seconds = 0.0
         if count:
             self._success.inc(count)
+            self._stats.requests_succeeded(count, seconds, items)
         if items:
             self._items.inc(items)
         self._duration.flush()
