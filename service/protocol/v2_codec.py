@@ -18,6 +18,7 @@ from service.errors import InvalidInput
 from service.json_encoding import float_array
 
 HEADER_LENGTH = "inference-header-content-length"
+_COUNTED_BYTES = 4096  # the largest body whose brackets are counted to skip the depth walk
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,10 @@ def decode_request(body: bytes, header_length: str | None, limits: Limits) -> In
             )
     # No document nests deeper than it has '[' and '{' (strings' included): when those are
     # within the limit, the walk that checks the depth is skipped (a 1-row request has 5).
-    opens = body.count(b"[") + body.count(b"{") if json_end == len(body) and isinstance(body, bytes) else None
+    # Counted in small bodies only: counting costs about 0.6 µs a KiB, more than the walk of a
+    # large body, whose nested data has more brackets than any limit anyway.
+    small = json_end == len(body) <= _COUNTED_BYTES and isinstance(body, bytes)
+    opens = body.count(b"[") + body.count(b"{") if small else None
     document = parse_json(memoryview(body)[:json_end], limits.max_json_depth, skip_key="data",
                           check_depth=opens is None or opens > limits.max_json_depth)
     if not isinstance(document, dict):
