@@ -13,13 +13,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from service import metrics
 from service.errors import Overloaded, ServiceError
 from service.stats import ModelStats
+from service.tally import Tally
 
 RunBatch = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
@@ -33,13 +34,14 @@ class BatchPolicy:
     max_concurrent_batches: int = 1
 
 
-@dataclass
 class _Pending:
-    feeds: dict[str, np.ndarray]
-    rows: int
-    key: tuple
-    future: asyncio.Future
-    queued_at: float = field(default_factory=time.perf_counter)
+    """One queued request (a slotted class: a dataclass with a default factory cost more per request)."""
+
+    __slots__ = ("feeds", "future", "key", "queued_at", "rows")
+
+    def __init__(self, feeds: dict[str, np.ndarray], rows: int, key: tuple, future: asyncio.Future):
+        self.feeds, self.rows, self.key, self.future = feeds, rows, key, future
+        self.queued_at = time.perf_counter()
 
 
 class Batcher:
@@ -65,7 +67,7 @@ class Batcher:
         self._slots = asyncio.Semaphore(policy.max_concurrent_batches)
         self._collector: asyncio.Task | None = None
         self._pending_gauge = metrics.PENDING_REQUESTS.labels(*labels)
-        self._queue_time = metrics.QUEUE_DURATION.labels(*labels)
+        self._queue_time = Tally(metrics.QUEUE_DURATION.labels(*labels))  # flushed once per batch
         self._largest_preferred = max(
             (s for s in policy.preferred_batch_sizes if s <= policy.max_batch_size), default=policy.max_batch_size
         )
@@ -76,7 +78,7 @@ class Batcher:
             raise Overloaded(f"queue is full ({self.policy.max_queue_size} requests waiting); retry shortly")
         loop = asyncio.get_running_loop()
         first = next(iter(feeds.values()))
-        key = tuple((name, a.dtype.str, a.shape[1:]) for name, a in feeds.items())
+        key = tuple([(name, a.dtype.str, a.shape[1:]) for name, a in feeds.items()])
         pending = _Pending(feeds, int(first.shape[0]), key, loop.create_future())
         self._queue.append(pending)
         self._pending_gauge.inc()
@@ -153,9 +155,11 @@ class Batcher:
         at one denoiser call per diffusion step, every event-loop hop counts)."""
         now = time.perf_counter()
         waited = 0.0
+        queue_time = self._queue_time
         for pending in batch:
-            self._queue_time.observe(now - pending.queued_at)
+            queue_time.observe(now - pending.queued_at)
             waited += now - pending.queued_at
+        queue_time.flush()
         self._stats.queued(waited, len(batch))  # the statistics' counts: once per batch
         if len(batch) == 1:
             feeds = batch[0].feeds

@@ -23,6 +23,8 @@ from service.errors import (
 )
 from service.repository import Registry
 from service.signature import check_outputs
+from service.stats import ModelStats
+from service.tally import Tally
 from service.tasks.base import ServedModel
 from service.tasks.generative import Event, Generation
 
@@ -218,11 +220,7 @@ class _Outcome:
     def __exit__(self, exc_type, exc, traceback) -> bool:
         elapsed = time.perf_counter() - self.started
         if exc_type is None:
-            success, items, duration = _request_series(*self.labels)
-            success.inc()
-            items.inc(self.items)
-            duration.observe(elapsed)
-            self.model.stats.request_done(True, elapsed, self.items)
+            _request_series(*self.labels).add(self.model.stats, self.items, elapsed)
         else:
             metrics.REQUEST_FAILURE.labels(self.labels[0], str(self.labels[1]), self.labels[2], _reason(exc_type)).inc()
             self.model.stats.request_done(False, elapsed)
@@ -239,13 +237,67 @@ class _Outcome:
 
 
 @functools.cache
-def _request_series(name: str, version, protocol: str) -> tuple:
+def _request_series(name: str, version, protocol: str) -> "_Successes":
     """A successful request's three series, looked up once per model version and transport:
     prometheus-client's `labels()` costs more than the increments themselves. These series are
     never removed, so a cached child stays the registered one."""
     labels = (name, str(version), protocol)
-    return (metrics.REQUEST_SUCCESS.labels(*labels), metrics.INFERENCE_COUNT.labels(*labels),
-            metrics.REQUEST_DURATION.labels(*labels))
+    return _Successes(metrics.REQUEST_SUCCESS.labels(*labels), metrics.INFERENCE_COUNT.labels(*labels),
+                      metrics.REQUEST_DURATION.labels(*labels))
+
+
+class _Successes:
+    """One series set's successful requests, added to Prometheus and to the version's statistics
+    once per event-loop turn: the requests of a batch finish in the same turn, so that is once
+    per batch, not per request (each `inc` and `observe` takes a lock, and so does
+    ModelStats). The flush runs before the loop reads any later I/O, so a scrape or a stats call
+    after a response always counts that response. Off the loop (a thread), a request is added
+    at once."""
+
+    __slots__ = ("_duration", "_items", "_loop", "_stats", "_success", "count", "items", "seconds")
+
+    def __init__(self, success, items, duration):
+        self._success, self._items, self._duration = success, items, Tally(duration)
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop a flush is scheduled on
+        self._stats: ModelStats | None = None  # the statistics `count` and `seconds` belong to
+        self.count = self.items = 0
+        self.seconds = 0.0
+
+    def add(self, stats: ModelStats, items: int, elapsed: float) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if self._loop is not None and self._loop.is_closed():  # its flush never ran
+            self.flush()
+        if loop is None or (self._loop is not None and self._loop is not loop):
+            self._success.inc()
+            self._items.inc(items)
+            self._duration._child.observe(elapsed)
+            stats.request_done(True, elapsed, items)
+            return
+        if stats is not self._stats:  # a reloaded version: the old one's share goes to it first
+            self.flush()
+            self._stats = stats
+        self.count += 1
+        self.items += items
+        self.seconds += elapsed
+        self._duration.observe(elapsed)
+        if self._loop is None:
+            self._loop = loop
+            loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._loop = None
+        count, items, seconds = self.count, self.items, self.seconds
+        self.count = self.items = 0
+        self.seconds = 0.0
+        if count:
+            self._success.inc(count)
+            self._stats.requests_succeeded(count, seconds, items)
+        if items:
+            self._items.inc(items)
+        self._duration.flush()
 
 
 def _reason(exc_type: type[BaseException]) -> str:

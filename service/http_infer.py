@@ -257,9 +257,7 @@ class InferCycle:
             await protocol.flow.drain()
         if self.disconnected:
             return
-        parts = [STATUS_LINE[status]]
-        for name, value in protocol.server_state.default_headers:  # date, server
-            parts += (name, b": ", value, b"\r\n")
+        parts = [STATUS_LINE[status], _default_headers(protocol.server_state.default_headers)]
         for name, value in headers:
             if name == b"connection" and b"close" in value.lower():
                 self.keep_alive = False
@@ -275,6 +273,18 @@ class InferCycle:
         if not self.keep_alive:
             protocol.transport.close()
         protocol.on_response_complete()
+
+
+_defaults: tuple[list, bytes] = ([], b"")
+
+
+def _default_headers(headers: list[tuple[bytes, bytes]]) -> bytes:
+    """uvicorn's date and server header lines, joined once per list: uvicorn makes a new list
+    each second (the date), so the identity of the last one names its bytes."""
+    global _defaults
+    if _defaults[0] is not headers:
+        _defaults = (headers, b"".join(b"%s: %s\r\n" % (name, value) for name, value in headers))
+    return _defaults[1]
 
 
 def _infer_settings(app) -> InferSettings | None:

@@ -43,6 +43,14 @@ class ModelStats:
                 self.inference_count += items
             self.last_inference_ms = int(time.time() * 1000)
 
+    def requests_succeeded(self, count: int, seconds: float, items: int) -> None:
+        """`count` requests succeeded, taking `seconds` in all: request_done's success, once per batch."""
+        with self._lock:
+            self.success.count += count
+            self.success.ns += int(seconds * 1e9)
+            self.inference_count += items
+            self.last_inference_ms = int(time.time() * 1000)
+
     def queued(self, seconds: float, requests: int = 1) -> None:
         """`requests` more requests left the queue, having waited `seconds` in all."""
         with self._lock:

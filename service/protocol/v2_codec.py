@@ -18,6 +18,7 @@ from service.errors import InvalidInput
 from service.json_encoding import float_array
 
 HEADER_LENGTH = "inference-header-content-length"
+_COUNTED_BYTES = 4096  # the largest body whose brackets are counted to skip the depth walk
 
 
 @dataclass(frozen=True)
@@ -55,22 +56,31 @@ def decode_request(body: bytes, header_length: str | None, limits: Limits) -> In
             raise InvalidInput(
                 f"Inference-Header-Content-Length is {json_end} but the body has {len(body)} bytes"
             )
-    document = parse_json(memoryview(body)[:json_end], limits.max_json_depth, skip_key="data")
+    # No document nests deeper than it has '[' and '{' (strings' included): when those are
+    # within the limit, the walk that checks the depth is skipped (a 1-row request has 5).
+    # Counted in small bodies only: counting costs about 0.6 µs a KiB, more than the walk of a
+    # large body, whose nested data has more brackets than any limit anyway.
+    small = json_end == len(body) <= _COUNTED_BYTES and isinstance(body, bytes)
+    opens = body.count(b"[") + body.count(b"{") if small else None
+    document = parse_json(memoryview(body)[:json_end], limits.max_json_depth, skip_key="data",
+                          check_depth=opens is None or opens > limits.max_json_depth)
     if not isinstance(document, dict):
         raise InvalidInput("the request body must be a JSON object")
     binary = memoryview(body)[json_end:]
     return _request_from_document(document, binary, limits)
 
 
-def parse_json(raw: bytes | memoryview, max_depth: int, skip_key: str | None = None):
-    """A JSON document; an empty body is {}, as Triton reads it."""
+def parse_json(raw: bytes | memoryview, max_depth: int, skip_key: str | None = None, check_depth: bool = True):
+    """A JSON document; an empty body is {}, as Triton reads it. `check_depth=False`: the caller
+    knows the document cannot nest deeper than `max_depth`."""
     if len(raw) == 0:
         return {}
     try:
         document = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         document = _with_non_finite(raw, exc)
-    _check_depth(document, max_depth, skip_key)
+    if check_depth:
+        _check_depth(document, max_depth, skip_key)
     return document
 
 

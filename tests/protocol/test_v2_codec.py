@@ -72,3 +72,22 @@ def test_element_limit_is_checked_before_allocation():
 def test_non_utf8_bytes_output_needs_binary():
     with pytest.raises(InvalidInput, match="not UTF-8"):
         encode_response("m", "1", {"t": np.array([b"\xff"], dtype=object)}, InferRequest({}, {}))
+
+
+def test_depth_limit_holds_whether_or_not_the_walk_is_skipped():
+    # 4 levels deep (the shape list), 5 brackets: no walk at 5, a walk that passes at 4, refused at 3.
+    shallow = b'{"inputs":[{"name":"t","shape":[1],"datatype":"FP32","data":[1.5]}]}'
+    for limit in (5, 4):
+        assert decode_request(shallow, None, Limits(1000, limit)).inputs["t"].tolist() == [1.5]
+    with pytest.raises(InvalidInput, match="deeper than 3"):
+        decode_request(shallow, None, Limits(1000, 3))
+    deep_param = b'{"parameters":{"a":{"b":[[[]]]}},"inputs":[]}'  # 6 levels
+    with pytest.raises(InvalidInput, match="deeper than 5"):
+        decode_request(deep_param, None, Limits(1000, 5))
+    # '[' inside strings count too: many of them force the walk, which finds 2 levels fine.
+    in_strings = b'{"id":"[[[[[[","inputs":[]}'
+    assert decode_request(in_strings, None, Limits(1000, 3)).id == "[[[[[["
+    # data is skipped by the walk, as before: deep data is numpy's to judge, not the depth limit's.
+    with pytest.raises(InvalidInput, match="elements"):
+        decode_request(b'{"inputs":[{"name":"t","shape":[1],"datatype":"FP32","data":[[[[[[1,2]]]]]]}]}',
+                       None, Limits(1000, 4))

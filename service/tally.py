@@ -1,0 +1,40 @@
+"""Many observations of one Prometheus histogram added at once.
+
+prometheus-client's `Histogram.observe` takes a lock for the sum and another for the bucket,
+after a linear search of the bounds: at one observation per request it was a measurable share of
+a 1-row request's CPU. A Tally counts observations into plain per-bucket counts (one C bisect)
+and `flush` adds them to the histogram's own values, one `inc` per bucket touched, so the
+exposition (buckets, `_count`, `_sum`) is exactly what observing each value would have made.
+"""
+
+from bisect import bisect_left
+
+
+class Tally:
+    __slots__ = ("_bounds", "_child", "_counts", "_sum", "pending")
+
+    def __init__(self, child) -> None:
+        """`child`: a labelled Histogram (what `.labels(...)` returns)."""
+        self._child = child
+        self._bounds = list(child._upper_bounds)  # ends with +Inf, so every value finds a bucket
+        self._counts = [0] * len(self._bounds)
+        self._sum = 0.0
+        self.pending = 0
+
+    def observe(self, amount: float) -> None:
+        # bisect_left: the first bound >= amount, the bucket `observe` would pick (amount <= bound)
+        self._counts[bisect_left(self._bounds, amount)] += 1
+        self._sum += amount
+        self.pending += 1
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        child, counts = self._child, self._counts
+        child._sum.inc(self._sum)
+        for i, count in enumerate(counts):
+            if count:
+                child._buckets[i].inc(count)
+                counts[i] = 0
+        self._sum = 0.0
+        self.pending = 0

@@ -1,0 +1,31 @@
+"""service.tally: a Tally's flush leaves a histogram exactly as observing each value would."""
+
+from prometheus_client import CollectorRegistry, Histogram
+
+from service.tally import Tally
+
+BUCKETS = (0.001, 0.01, 0.1, 1)
+
+
+def _samples(histogram) -> dict:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for metric in histogram.collect() for s in metric.samples if not s.name.endswith("_created")}
+
+
+def test_flush_matches_observe_per_value():
+    values = [0.0, 0.0005, 0.001, 0.0011, 0.05, 0.1, 0.5, 1, 2, 30]
+    direct = Histogram("direct", "d", ("m",), buckets=BUCKETS, registry=CollectorRegistry())
+    tallied = Histogram("direct", "d", ("m",), buckets=BUCKETS, registry=CollectorRegistry())
+    for v in values:
+        direct.labels("a").observe(v)
+    tally = Tally(tallied.labels("a"))
+    for v in values[:4]:
+        tally.observe(v)
+    tally.flush()
+    for v in values[4:]:
+        tally.observe(v)
+    assert tally.pending == len(values) - 4
+    tally.flush()
+    tally.flush()  # nothing pending: a no-op
+    assert tally.pending == 0
+    assert _samples(tallied) == _samples(direct)
