@@ -63,6 +63,15 @@ def pytest_collection_modifyitems(config, items) -> None:
             item._id = item.parent.id.child(item.name)
 
 
+def linked_committed_models(folder: Path) -> Path:
+    """`folder` holding a link to each committed model: a server on it writes its log beside
+    the folder, not into the checkout's models/."""
+    for model in (ROOT / "models").iterdir():
+        if model.is_dir():
+            (folder / model.name).symlink_to(model.resolve(), target_is_directory=True)
+    return folder
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

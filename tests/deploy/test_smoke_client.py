@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from tests.conftest import linked_committed_models
 from tests.deploy.tools import DEPLOY, ROOT, run
 
 MODELS = ROOT / "models"
@@ -15,12 +16,7 @@ MODELS = ROOT / "models"
 def server(module_server, tmp_path_factory):
     if not any(MODELS.glob("*/*/*.onnx")):
         pytest.skip("no trained models in models/ (python -m training all)")
-    # A folder of links to the models: the server's log goes beside it, not into the checkout.
-    repo = tmp_path_factory.mktemp("smoke")
-    for model in MODELS.iterdir():
-        if model.is_dir():
-            (repo / model.name).symlink_to(model.resolve(), target_is_directory=True)
-    return module_server(repo)
+    return module_server(linked_committed_models(tmp_path_factory.mktemp("smoke")))
 
 
 def test_every_model_answers_the_smoke_requests_over_http(server):

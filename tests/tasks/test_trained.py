@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, linked_committed_models
 
 MODELS = ROOT / "models"
 CLASSIFIERS = ["digits-cnn", "digits-shallow", "digits-deep"]
@@ -36,12 +36,7 @@ def need(*names: str) -> None:
 def url(module_server, tmp_path_factory):
     if not any(latest(n) for n in CLASSIFIERS + GENERATORS + ["diabetes-regressor"]):
         pytest.skip("no trained models in models/ (python -m training all)")
-    # A folder of links to the models: the server's log goes beside it, not into the checkout.
-    repo = tmp_path_factory.mktemp("trained")
-    for model in MODELS.iterdir():
-        if model.is_dir():
-            (repo / model.name).symlink_to(model.resolve(), target_is_directory=True)
-    return module_server(repo)
+    return module_server(linked_committed_models(tmp_path_factory.mktemp("trained")))
 
 
 def held_out(model: str = "digits-cnn") -> tuple[np.ndarray, np.ndarray, dict]:
