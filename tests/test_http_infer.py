@@ -127,17 +127,10 @@ def test_keep_alive_serves_many_requests_on_one_connection(connection):
         assert status == 200 and answer(body) == value + 1 and headers.get("connection") != "close"
 
 
-def test_connection_close_is_honoured(connection):
+@pytest.mark.parametrize("asked", [{"Connection": "close"}, {"version": "1.0"}], ids=["connection-close", "http-1.0"])
+def test_an_answer_then_a_close_when_asked(connection, asked):
     sock, reader = connection
-    sock.sendall(request(1.0, Connection="close"))
-    status, headers, body = reader.response()
-    assert status == 200 and answer(body) == 2.0 and headers["connection"] == "close"
-    assert reader.closed()
-
-
-def test_http_1_0_gets_an_answer_and_a_close(connection):
-    sock, reader = connection
-    sock.sendall(request(1.0, version="1.0"))
+    sock.sendall(request(1.0, **asked))
     status, headers, body = reader.response()
     assert status == 200 and answer(body) == 2.0 and headers["connection"] == "close"
     assert reader.closed()
