@@ -36,21 +36,27 @@ class Malformed:
         self.error = error
 
 
-def _metadata(context) -> dict[str, str | bytes]:
-    return {key: value for key, value in (context.invocation_metadata() or ())}
+def _metadata(context) -> tuple[str | bytes | None, str | bytes | None]:
+    """The call's (x-request-id, authorization), the last of each as a dict of them kept, in one
+    pass over its metadata (no dict per call: these two keys are all that is read)."""
+    request_id = authorization = None
+    for key, value in context.invocation_metadata() or ():
+        if key == "x-request-id":
+            request_id = value
+        elif key == "authorization":
+            authorization = value
+    return request_id, authorization
 
 
-def _request_id(metadata: dict, context) -> str:
+def _request_id(given: str | bytes | None, context) -> str:
     """The client's x-request-id when sane, else a new one; sent back as a trailer."""
-    given = metadata.get("x-request-id")
     request_id = request_id_from(given.encode() if isinstance(given, str) else given)
     context.set_trailing_metadata((("x-request-id", request_id),))
     return request_id
 
 
-def _admit(servicer: "InferenceServicer", route: RouteClass, request, metadata: dict) -> None:
+def _admit(servicer: "InferenceServicer", route: RouteClass, request, authorization: str | bytes | None) -> None:
     """The checks every RPC passes first; raises a ServiceError."""
-    authorization = metadata.get("authorization")
     refusal = servicer.rules.refusal(route, authorization.encode() if isinstance(authorization, str) else authorization)
     if refusal is not None:
         raise refusal
@@ -80,9 +86,11 @@ def unary(route: RouteClass):
         async def call(self: "InferenceServicer", request, context):
             started, request_id, code = time.perf_counter(), "", grpc.StatusCode.OK
             try:
-                metadata = _metadata(context)
-                request_id = _request_id(metadata, context)
-                _admit(self, route, request, metadata)
+                given_id, authorization = _metadata(context)
+                request_id = _request_id(given_id, context)
+                _admit(self, route, request, authorization)
+                if self.timeout_s is None:  # no deadline: no Timeout and no timer per call
+                    return await method(self, request, context)
                 async with asyncio.timeout(self.timeout_s):
                     return await method(self, request, context)
             except asyncio.CancelledError:
@@ -99,9 +107,9 @@ def unary(route: RouteClass):
                 code, message, _ = status_of(exc, method.__name__)
                 await context.abort(code, message)
             finally:
-                if isinstance(request, Malformed):
-                    request = None
-                _log(self, method.__name__, request_id, _model_of(request), code, started)
+                if self.log_requests:  # what the line names is looked up only when it is written
+                    _log(self, method.__name__, request_id,
+                         _model_of(None if isinstance(request, Malformed) else request), code, started)
 
         return call
 
@@ -170,9 +178,9 @@ class InferenceServicer:
         `error_message` on the stream, which goes on, as Triton does."""
         started, request_id, code = time.perf_counter(), "", grpc.StatusCode.OK
         try:
-            metadata = _metadata(context)
-            request_id = _request_id(metadata, context)
-            _admit(self, RouteClass.MODEL, None, metadata)
+            given_id, authorization = _metadata(context)
+            request_id = _request_id(given_id, context)
+            _admit(self, RouteClass.MODEL, None, authorization)
             async for request in requests:
                 try:
                     async for response in self._stream_one(request):
