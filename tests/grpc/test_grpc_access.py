@@ -118,3 +118,17 @@ def test_deadline_is_honoured(url):
     status, _ = refusal(lambda: client.infer("slow", [tensor], headers=bearer(API_KEY), client_timeout=0.3))
     assert status == "StatusCode.DEADLINE_EXCEEDED"
     assert client.is_server_live()
+
+
+def test_request_timeout_answers_deadline_exceeded(repo, serve_repository):
+    # The server's own --request-timeout-s, not the client's deadline: the call that outlives it
+    # is answered with HTTP's 504 message, the next one is served as usual.
+    url = serve_repository(repo, env={"MODELSERVE_REQUEST_TIMEOUT_S": "0.3"})
+    client = tg.InferenceServerClient(url.grpc)
+    tensor = tg.InferInput("iterations", [], "INT64")
+    tensor.set_data_from_numpy(np.array(5_000, np.int64))
+    status, message = refusal(lambda: client.infer("slow", [tensor]))
+    assert status == "StatusCode.DEADLINE_EXCEEDED"
+    assert message == "request did not complete within 0.3 s"
+    assert (infer(url) == np.ones((1, 3), np.float32)).all()
+    client.close()
