@@ -1,8 +1,10 @@
 """ModelStreamInfer: generation as a stream of responses, and work that stops with the stream."""
 
+import contextlib
 import queue
 import threading
 import time
+from collections.abc import Iterator
 
 import grpc
 import httpx
@@ -28,6 +30,26 @@ def tensor(name: str, value, datatype: str) -> tg.InferInput:
     result = tg.InferInput(name, list(array.shape), datatype)
     result.set_data_from_numpy(array)
     return result
+
+
+@contextlib.contextmanager
+def open_stream(url, request: pb.ModelInferRequest) -> Iterator[grpc.Future]:
+    """A raw ModelStreamInfer call that sends `request` and keeps its side open (as a client
+    that has not finished) until the block ends, so a test can cancel it mid-generation."""
+    done = threading.Event()
+
+    def requests():
+        yield request
+        done.wait(60)
+
+    with grpc.insecure_channel(url.grpc) as channel:
+        rpc = channel.stream_stream("/inference.GRPCInferenceService/ModelStreamInfer",
+                                    request_serializer=pb.ModelInferRequest.SerializeToString,
+                                    response_deserializer=pb.ModelStreamInferResponse.FromString)
+        try:
+            yield rpc(requests())
+        finally:
+            done.set()
 
 
 def grpc_stream(url, model, inputs, parameters=None, count: int = 1) -> list:
@@ -100,24 +122,13 @@ def test_sampling_stops_when_the_stream_is_cancelled(url):
     for name, datatype, value in (("seed", "INT64", 0), ("steps", "INT32", steps)):
         request.inputs.add(name=name, datatype=datatype, shape=[1]).contents.CopyFrom(
             pb.InferTensorContents(**({"int64_contents": [value]} if datatype == "INT64" else {"int_contents": [value]})))
-    with grpc.insecure_channel(url.grpc) as channel:
-        rpc = channel.stream_stream("/inference.GRPCInferenceService/ModelStreamInfer",
-                                    request_serializer=pb.ModelInferRequest.SerializeToString,
-                                    response_deserializer=pb.ModelStreamInferResponse.FromString)
-        done = threading.Event()
-
-        def requests():
-            yield request
-            done.wait(60)  # keep the stream open until the test cancels it
-
-        call = rpc(requests())
+    with open_stream(url, request) as call:
         assert next(call).infer_response.parameters["step"].int64_param == 1
         for _ in range(200):  # leave only once the loop is running
             if executions() - before >= 3:
                 break
             time.sleep(0.02)
         call.cancel()
-        done.set()
     ran = settled(executions) - before
     assert 3 <= ran < steps
     assert settled(cancelled) == cancelled_before + 1

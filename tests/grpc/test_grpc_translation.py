@@ -2,16 +2,14 @@
 sends them, a last one with the finish reason, and a cancelled stream that stops decoding."""
 
 import shutil
-import threading
 
-import grpc
 import httpx
 import pytest
 import tritonclient.grpc as tg
 from tritonclient.grpc import service_pb2 as pb
 
 from tests.conftest import ROOT
-from tests.grpc.test_grpc_stream import grpc_stream, tensor
+from tests.grpc.test_grpc_stream import grpc_stream, open_stream, tensor
 from tests.tasks.test_stream import metric, settled
 from tests.tasks.test_translation import KNOWN, MODEL, stream
 
@@ -84,21 +82,10 @@ def test_a_cancelled_stream_stops_decoding_at_the_next_step(url):
     before, cancelled_before = executions(), cancelled()
     request = pb.ModelInferRequest(model_name=SLOW)
     request.inputs.add(name="text_input", datatype="BYTES", shape=[1]).contents.bytes_contents.append(LONG.encode())
-    with grpc.insecure_channel(url.grpc) as channel:
-        rpc = channel.stream_stream("/inference.GRPCInferenceService/ModelStreamInfer",
-                                    request_serializer=pb.ModelInferRequest.SerializeToString,
-                                    response_deserializer=pb.ModelStreamInferResponse.FromString)
-        done = threading.Event()
-
-        def requests():
-            yield request
-            done.wait(60)  # keep the stream open until the test cancels it
-
-        call = rpc(requests())
+    with open_stream(url, request) as call:
         first = next(call).infer_response
         assert first.parameters["index"].int64_param == 0
         call.cancel()  # after the first token: 1 encoder call and 1 decoder step have run
-        done.set()
     ran = settled(executions) - before
     tokens = len(grpc_stream(url, MODEL, [text(LONG)])) - 1  # a full run: 1 + tokens + 1 (EOS) calls
     assert 2 <= ran <= 3 < tokens  # at most the step already running when it was cancelled
