@@ -99,24 +99,38 @@ def train(cfg: Config, x_train: np.ndarray, y_train: np.ndarray, betas: np.ndarr
     """Ho et al. 2020, Algorithm 1: minimise ||eps - eps(sqrt(ab) x0 + sqrt(1-ab) eps, t)||^2."""
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    x, y = torch.from_numpy(x_train), torch.from_numpy(y_train)  # (N, 1, 8, 8), (N,)
+    y = torch.from_numpy(y_train)  # (N,)
+
+    def labels(idx: torch.Tensor) -> torch.Tensor:
+        label = y[idx].clone()  # (B,)
+        label[torch.rand(cfg.batch_size, generator=gen) < cfg.p_uncond] = NULL_LABEL
+        return label
+
+    return fit_denoiser(Denoiser(cfg.hidden, cfg.blocks), cfg, x_train, labels, betas, quick, gen)
+
+
+def fit_denoiser(net: nn.Module, cfg, x_train: np.ndarray, condition, betas: np.ndarray, quick: bool,
+                 gen: torch.Generator):
+    """Algorithm 1's loop for any conditioned denoiser: `condition(idx)` gives the batch's third
+    input (a label, a caption's tokens), already dropped to null w.p. p_uncond; returns the EMA
+    of the weights (what is exported) and the loss curve; `cfg` gives lr, steps, batch_size,
+    timesteps, ema and name."""
+    x = torch.from_numpy(x_train)  # (N, 1, 8, 8)
     alpha_bar = torch.from_numpy(np.cumprod(1 - betas)).float()  # (T,)
-    net = Denoiser(cfg.hidden, cfg.blocks)
     ema = copy.deepcopy(net).requires_grad_(False)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=0.0)
     steps = 20 if quick else cfg.steps
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=steps, pct_start=0.1)
     curves: dict[str, list[float]] = {"eps MSE": []}
-    bar = tqdm(range(steps), desc=cfg.name)
+    bar = tqdm(range(steps), desc=cfg.name, mininterval=10)
     for step in bar:
         idx = torch.randint(0, len(x), (cfg.batch_size,), generator=gen)
-        x0, label = x[idx], y[idx].clone()  # (B, 1, 8, 8), (B,)
-        label[torch.rand(cfg.batch_size, generator=gen) < cfg.p_uncond] = NULL_LABEL
+        x0, cond = x[idx], condition(idx)  # (B, 1, 8, 8), (B, ...)
         t = torch.randint(0, cfg.timesteps, (cfg.batch_size,), generator=gen)  # (B,)
         eps = torch.randn(x0.shape, generator=gen)
         ab = alpha_bar[t].view(-1, 1, 1, 1)
         x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * eps  # q(x_t | x0), Ho et al. 2020 eq. 4
-        loss = nn.functional.mse_loss(net(x_t, t, label), eps)  # L_simple, eq. 14
+        loss = nn.functional.mse_loss(net(x_t, t, cond), eps)  # L_simple, eq. 14
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -7,7 +7,6 @@ and timestep embedding are training/diffusion.py's; sampling is service/sampling
 which the service and the judge (training/text_judge.py) both run over the two ONNX graphs.
 """
 
-import copy
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -17,11 +16,10 @@ import onnx
 import torch
 from PIL import Image, ImageDraw
 from torch import nn
-from tqdm import tqdm
 
 from service.sampling.prompts import Vocabulary
 from training import captions, data, writer
-from training.diffusion import cosine_betas, sinusoidal
+from training.diffusion import cosine_betas, fit_denoiser, sinusoidal
 from training.export import count_parameters, export_verified
 from training.generated import JUDGE_MODEL, count
 from training.judge import Judge, latest_version
@@ -140,36 +138,15 @@ def train(cfg: Config, x_train: np.ndarray, bank: np.ndarray, null: np.ndarray, 
     """Ho et al. 2020, Algorithm 1, with a random caption of each image (null w.p. p_uncond)."""
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    x, bank_t, null_t = torch.from_numpy(x_train), torch.from_numpy(bank), torch.from_numpy(null)
-    alpha_bar = torch.from_numpy(np.cumprod(1 - betas)).float()  # (T,)
-    net = TextToImage(cfg, vocab)
-    ema = copy.deepcopy(net).requires_grad_(False)
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=0.0)
-    steps = 20 if quick else cfg.steps
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=steps, pct_start=0.1)
-    curves: dict[str, list[float]] = {"eps MSE": []}
-    bar = tqdm(range(steps), desc=cfg.name, mininterval=10)
-    for step in bar:
-        idx = torch.randint(0, len(x), (cfg.batch_size,), generator=gen)
+    bank_t, null_t = torch.from_numpy(bank), torch.from_numpy(null)
+
+    def captions_of(idx: torch.Tensor) -> torch.Tensor:
         pick = torch.randint(0, bank_t.shape[1], (cfg.batch_size,), generator=gen)
-        x0, tokens = x[idx], bank_t[idx, pick].clone()  # (B, 1, 8, 8), (B, L)
+        tokens = bank_t[idx, pick].clone()  # (B, L)
         tokens[torch.rand(cfg.batch_size, generator=gen) < cfg.p_uncond] = null_t
-        t = torch.randint(0, cfg.timesteps, (cfg.batch_size,), generator=gen)  # (B,)
-        eps = torch.randn(x0.shape, generator=gen)
-        ab = alpha_bar[t].view(-1, 1, 1, 1)
-        x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * eps  # q(x_t | x0), Ho et al. 2020 eq. 4
-        loss = nn.functional.mse_loss(net(x_t, t, tokens), eps)  # L_simple, eq. 14
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        with torch.no_grad():
-            for pe, p in zip(ema.parameters(), net.parameters()):
-                pe.lerp_(p, 1.0 - cfg.ema)
-        curves["eps MSE"].append(loss.item())
-        if step % 50 == 0:
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-    return ema.eval(), curves
+        return tokens
+
+    return fit_denoiser(TextToImage(cfg, vocab), cfg, x_train, captions_of, betas, quick, gen)
 
 
 def strip_traces(path: Path) -> None:
