@@ -1,12 +1,12 @@
 // The Generators panel: samples of a GAN, VAE, flow or diffusion model as a grid; diffusion
 // streams its clean-sample prediction so the picture sharpens step by step, and "Stop" aborts.
 
-import { postJSON, streamEvents, v2 } from "./api.js";
+import { postJSON, v2 } from "./api.js";
 import { config, isImage, ofTask, task } from "./catalog.js";
+import { streamSamples, stoppedAt } from "./sampling.js";
 import { writeState } from "./state.js";
 import { el, errorBox, fillSelect, noModels, randomSeed, stoppable } from "./ui.js";
 
-const FRAMES = 20;  // about this many pictures per diffusion stream, whatever its steps
 
 export function setupGenerators(section, catalog, state) {
   const models = ofTask(catalog, "gan", "vae", "flow", "diffusion").filter(isImage);
@@ -85,28 +85,14 @@ export function setupGenerators(section, catalog, state) {
         show(result.grid, 1);
         status.textContent = `${result.samples.length} samples from ${name}, seed ${result.seed}.`;
       }
-    }, () => {
-      const at = img.dataset.step ? ` at step ${img.dataset.step} of ${params.steps}` : "";
-      status.textContent = `Stopped${at}: the server stopped sampling when the connection closed.`;
-    });
+    }, () => { status.textContent = stoppedAt(img, params); });
   }
 
-  async function stream(name, params, signal) {
-    const every = Math.max(1, Math.round(params.steps / FRAMES));
-    let frames = 0;
-    img.dataset.step = "";
-    status.textContent = "Starting…";
-    await streamEvents(`${v2(name)}/generate_stream`, { ...params, every }, (event) => {
-      if (event.event === "progress") {
-        show(event.grid, ++frames);
-        img.dataset.step = event.step;
-        status.textContent = `Step ${event.step} of ${event.steps}: the model's current guess of the clean samples.`;
-      } else if (event.event === "done") {
-        show(event.grid, ++frames);
-        const cls = event.labels ? ` of class ${event.labels[0]} (guidance ${event.guidance})` : "";
-        status.textContent = `Done: ${event.samples.length} samples${cls}, ${event.steps} ${event.sampler.toUpperCase()} steps, seed ${event.seed}.`;
-      }
-    }, signal);
+  function stream(name, params, signal) {
+    return streamSamples({ name, params, signal, img, status, show, guessing: "samples", done: (event) => {
+      const cls = event.labels ? ` of class ${event.labels[0]} (guidance ${event.guidance})` : "";
+      return `Done: ${event.samples.length} samples${cls}, ${event.steps} ${event.sampler.toUpperCase()} steps, seed ${event.seed}.`;
+    } });
   }
 
   function show(grid, frame) {

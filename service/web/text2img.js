@@ -1,12 +1,10 @@
 // The Text to image panel: a prompt (with the model's suggested prompts), then the stream of the
 // model's clean-sample guesses, so the caption's digits appear step by step; "Stop" aborts.
 
-import { streamEvents, v2 } from "./api.js";
 import { config, ofTask } from "./catalog.js";
+import { streamSamples, stoppedAt } from "./sampling.js";
 import { writeState } from "./state.js";
 import { el, errorBox, fillSelect, noModels, randomSeed, stoppable } from "./ui.js";
-
-const FRAMES = 20;  // about this many pictures per stream, whatever its steps
 
 export function setupTextToImage(section, catalog, state) {
   const models = ofTask(catalog, "text-to-image");
@@ -62,28 +60,14 @@ export function setupTextToImage(section, catalog, state) {
     await run(async (signal) => {
       params = body();
       await stream(f.model.value, params, signal);
-    }, () => {
-      const at = img.dataset.step ? ` at step ${img.dataset.step} of ${params.steps}` : "";
-      status.textContent = `Stopped${at}: the server stopped sampling when the connection closed.`;
-    });
+    }, () => { status.textContent = stoppedAt(img, params); });
   }
 
-  async function stream(name, params, signal) {
-    const every = Math.max(1, Math.round(params.steps / FRAMES));
-    let frames = 0;
-    img.dataset.step = "";
-    status.textContent = "Starting…";
-    await streamEvents(`${v2(name)}/generate_stream`, { ...params, every }, (event) => {
-      if (event.event === "progress") {
-        show(event.grid, ++frames);
-        img.dataset.step = event.step;
-        status.textContent = `Step ${event.step} of ${event.steps}: the model's current guess of the clean digits.`;
-      } else if (event.event === "done") {
-        show(event.grid, ++frames);
-        const asked = event.prompt ? `“${event.prompt}” (guidance ${event.guidance})` : "no prompt (unconditional)";
-        status.textContent = `Done: ${event.samples.length} samples of ${asked}, ${event.steps} steps, seed ${event.seed}.`;
-      }
-    }, signal);
+  function stream(name, params, signal) {
+    return streamSamples({ name, params, signal, img, status, show, guessing: "digits", done: (event) => {
+      const asked = event.prompt ? `“${event.prompt}” (guidance ${event.guidance})` : "no prompt (unconditional)";
+      return `Done: ${event.samples.length} samples of ${asked}, ${event.steps} steps, seed ${event.seed}.`;
+    } });
   }
 
   function show(grid, frame) {
