@@ -7,6 +7,7 @@ from pydantic import Field
 
 from service import heatmap, imaging
 from service.errors import InvalidInput
+from service.runtime import TensorSpec
 from service.tasks import explain, positional
 from service.tasks.generative import data_spec
 from service.tasks.generic import GenericModel
@@ -24,17 +25,22 @@ class ExplainClassParams(explain.ExplainParams):
     target: str | None = Field(None, description="the label to explain (default: the predicted one)")
 
 
+def class_labels(config, logits: TensorSpec, task: str) -> list[str]:
+    """config.yaml's labels, one per logit of the graph's last axis (when that axis is fixed)."""
+    if not config.labels:
+        raise ValueError(f"a {task} model needs labels in config.yaml")
+    classes = logits.shape[-1]
+    if classes > 0 and classes != len(config.labels):
+        raise ValueError(f"the graph gives {classes} logits but config.yaml lists {len(config.labels)} labels")
+    return list(config.labels)
+
+
 class ClassificationModel(GenericModel):
     def __init__(self, name, version, config, graphs):
         super().__init__(name, version, config, graphs)
         positional.check(self.runner, "model", inputs=1, outputs=1)
-        if not config.labels:
-            raise ValueError("a classification model needs labels in config.yaml")
-        self.labels = list(config.labels)
+        self.labels = class_labels(config, self.runner.outputs[0], "classification")
         self.units = Units(data_spec(config, self.runner.inputs[0], "the model's input"))
-        classes = self.runner.outputs[0].shape[-1]
-        if classes > 0 and classes != len(self.labels):
-            raise ValueError(f"the graph gives {classes} logits but config.yaml lists {len(self.labels)} labels")
         self.guard = OutOfDistributionGuard(config.guard, (name, str(version))) if config.guard else None
 
     async def predict(self, body: dict) -> list[dict]:

@@ -13,6 +13,7 @@ from pydantic import Field
 
 from service.graph_join import GraphJoiner
 from service.tasks import graph_input, positional
+from service.tasks.classification import class_labels
 from service.tasks.generic import GenericModel
 from service.tasks.params import Params, validate
 
@@ -27,18 +28,13 @@ class NodeClassificationModel(GenericModel):
     def __init__(self, name, version, config, graphs):
         super().__init__(name, version, config, graphs)
         positional.check(self.runner, "model", inputs=2, outputs=1)
-        if not config.labels:
-            raise ValueError("a node-classification model needs labels in config.yaml")
-        self.labels = list(config.labels)
+        self.labels = class_labels(config, self.outputs[0], "node-classification")
         x, edges = self.inputs[:2]
         if x.datatype != "FP32" or len(x.shape) != 2 or x.shape[1] < 1:
             raise ValueError(f"input '{x.name}' must be FP32 [-1, F] node features, not {x.datatype} {list(x.shape)}")
         if edges.datatype != "INT64" or list(edges.shape) != [2, -1]:
             raise ValueError(f"input '{edges.name}' must be INT64 [2, -1] edge_index, not {edges.datatype} {list(edges.shape)}")
         self.features = x.shape[1]
-        classes = self.outputs[0].shape[-1]
-        if classes > 0 and classes != len(self.labels):
-            raise ValueError(f"the graph gives {classes} logits but config.yaml lists {len(self.labels)} labels")
         self.limits = (config.max_nodes, config.max_edges)
         # Concurrent graphs run as one disjoint graph, up to max_batch_size graphs and a request's
         # node and edge limits (bench/graphs.py measures it); max_batch_size 0 or unset: alone.

@@ -241,3 +241,17 @@ def test_ink_on_dark_transparent_and_jpeg_images_read_alike(url):
     expected = expected_probabilities(ink * 16.0)[0]
     for prediction in predictions:
         assert np.abs(np.array(list(prediction["probabilities"].values())) - expected).max() < 0.02
+
+
+def test_labels_that_do_not_match_the_logits_keep_the_model_unavailable_with_the_reason(tmp_path, serve_repository):
+    builders.write(tmp_path, "classifier", {"task": "classification", "labels": ["a", "b", "c"],
+                                            "data": builders.digits_data()}, {"model.onnx": builders.classifier()})
+    builders.write(tmp_path, "nodes", {"task": "node-classification", "labels": ["a", "b"]},
+                   {"model.onnx": builders.node_classifier()})
+    builders.write(tmp_path, "unlabelled", {"task": "node-classification"}, {"model.onnx": builders.node_classifier()})
+    url = serve_repository(tmp_path)
+    rows = {row["name"]: row for row in httpx.post(f"{url}/v2/repository/index", json={}).json()}
+    assert {row["state"] for row in rows.values()} == {"UNAVAILABLE"}
+    assert "the graph gives 10 logits but config.yaml lists 3 labels" in rows["classifier"]["reason"]
+    assert "the graph gives 3 logits but config.yaml lists 2 labels" in rows["nodes"]["reason"]
+    assert "a node-classification model needs labels in config.yaml" in rows["unlabelled"]["reason"]
