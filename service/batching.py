@@ -77,11 +77,9 @@ class Batcher:
         if self.policy.max_queue_size is not None and len(self._queue) >= self.policy.max_queue_size:
             raise Overloaded(f"queue is full ({self.policy.max_queue_size} requests waiting); retry shortly")
         loop = asyncio.get_running_loop()
-        rows = int(next(iter(feeds.values())).shape[0])
-        if rows >= self.policy.max_batch_size and not self._queue and not self._closing and not self._slots.locked():
-            return await self._run_alone(feeds, rows, loop)
+        first = next(iter(feeds.values()))
         key = tuple([(name, a.dtype.str, a.shape[1:]) for name, a in feeds.items()])
-        pending = _Pending(feeds, rows, key, loop.create_future())
+        pending = _Pending(feeds, int(first.shape[0]), key, loop.create_future())
         self._queue.append(pending)
         self._pending_gauge.inc()
         self._arrived.set()
@@ -89,17 +87,6 @@ class Batcher:
         # before it was replaced is still served by it.
         if self._collector is None or self._collector.done():
             self._collector = loop.create_task(self._collect_forever())
-        return await pending.future
-
-    async def _run_alone(self, feeds: dict[str, np.ndarray], rows: int, loop) -> dict[str, np.ndarray]:
-        """A request that fills a batch by itself, with a slot free and nobody queued ahead: the
-        collector would dispatch it alone at once, so it is dispatched here, without the hops
-        through the queue and the collector's task (a 64-row request's share of its CPU)."""
-        await self._slots.acquire()  # free (checked by the caller): returns without suspending
-        pending = _Pending(feeds, rows, None, loop.create_future())
-        self._dispatch([pending], release_slot=True)
-        if pending.future.done():  # it ran inline: let others run before its caller goes on, as
-            await asyncio.sleep(0)  # the runner does after an inline run (a sampler's loop of them)
         return await pending.future
 
     def close(self) -> None:
