@@ -92,14 +92,15 @@ def table(rows: list[Row], connections: int) -> str:
               f"(one of {DISTINCT}, told apart by the `id` V2 echoes) verified against ONNX Runtime in Python; a wrong "
               f"answer or a status other than 200 fails the run. Load average at the end {load[0]:.2f} / {load[1]:.2f} / "
               f"{load[2]:.2f}.\n"),
-             ("| workers | req/s | p50 ms | p99 ms | answers checked (byte for byte + within tolerance) | server CPU % "
-              "| CPU % by process | req per server CPU-s | wrk CPU % | × one worker (median) |"),
-             "|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
+             ("| workers | req/s | p50 ms | p99 ms | answers checked (byte for byte + within tolerance) | socket errors "
+              "| server CPU % | CPU % by process | req per server CPU-s | wrk CPU % | × one worker (median) |"),
+             "|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
     for row in rows:
         r = row.result
         processes = ", ".join(f"{role} {100 * cpu / r.seconds:.0f}" for role, cpu in row.processes)
         lines.append(f"| {row.workers} | {r.requests_per_s:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
-                     f"| {r.checked:,} ({r.exact:,} + {r.close:,}) | {100 * row.server_cpu_s / r.seconds:.0f} | {processes} "
+                     f"| {r.checked:,} ({r.exact:,} + {r.close:,}) | {r.socket_errors} "
+                     f"| {100 * row.server_cpu_s / r.seconds:.0f} | {processes} "
                      f"| {r.requests / row.server_cpu_s:,.0f} | {100 * r.client_cpu_s / r.seconds:.0f} "
                      f"| {row.requests_per_s / one:.2f} |")
     return "\n".join(lines)
