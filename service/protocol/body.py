@@ -52,14 +52,20 @@ class AlignedBody:
 
     __slots__ = ("_buffer", "_size", "_start")
 
+    # Allocated ahead at most this much: a client that declares the largest body and sends
+    # nothing holds no more memory than it has sent beyond it.
+    AHEAD = 1 << 20
+
     def __init__(self, declared: int, header_length: int):
         self._start = -header_length % 8  # bytearray storage is malloc's, 16-byte aligned
-        self._buffer = bytearray(self._start + declared)
+        self._buffer = bytearray(self._start + min(declared, self.AHEAD))
         self._size = 0
 
     def __iadd__(self, chunk: bytes) -> Self:
         at = self._start + self._size
-        self._buffer[at : at + len(chunk)] = chunk  # past the declared length it grows: never with httptools
+        # Chunks come in order: one that reaches past the buffer's end grows it, as bytearray's
+        # += would (realloc keeps the start's alignment).
+        self._buffer[at : at + len(chunk)] = chunk
         self._size += len(chunk)
         return self
 

@@ -141,3 +141,16 @@ def test_binary_tensors_are_read_in_place_from_an_aligned_body():
         array = decode_request(gathered.view(), length, LIMITS).inputs["a"]
         assert array.tolist() == [[0.0, 1.0], [2.0, 3.0]]
         assert array.ctypes.data % 8 == 0 and not array.flags.owndata  # a view of the body: not copied
+
+
+def test_an_aligned_body_larger_than_what_it_allocates_ahead_grows_as_chunks_come():
+    payload = np.arange(AlignedBody.AHEAD // 4 + 1000, dtype=np.float32)
+    header = {"inputs": [{"name": "a", "shape": [payload.size], "datatype": "FP32", "parameters": {"binary_data_size": payload.nbytes}}]}
+    body, length = _binary(header, payload.tobytes())
+    gathered = AlignedBody(len(body), int(length))
+    for start in range(0, len(body), 65536):
+        gathered += body[start:start + 65536]
+    assert bytes(gathered.view()) == body
+    array = decode_request(gathered.view(), length, LIMITS).inputs["a"]
+    np.testing.assert_array_equal(array, payload)
+    assert array.ctypes.data % 8 == 0 and not array.flags.owndata
