@@ -1,6 +1,6 @@
 """The benchmark: modelserve beside a hand-written endpoint and NVIDIA Triton, every answer checked.
 
-    .venv/bin/python bench/run.py [--seconds 5] [--connections 1,8,64] [--no-triton] [--workers]
+    .venv/bin/python bench/run.py [--seconds 5] [--connections 1,8,64] [--no-triton] [--workers [--workers-rounds N]]
 
 Each server runs pinned with `taskset` to --server-cpus (default core 0); this process, the load
 generator, pins itself to --client-cpus (default core 1). Load is bench/loadgen.py: closed
