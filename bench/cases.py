@@ -39,13 +39,13 @@ def build(session: ort.InferenceSession, kind: str) -> list[loadgen.Case]:
             body, headers = json_body(x), {"Content-Type": "application/json"}
             decode = loadgen.decode_json("logits")
         request = loadgen.http_request("127.0.0.1", 0, "/v2/models/mlp/infer", body, headers)
-        found.append(loadgen.Case(request, expected, decode))
+        found.append(loadgen.Case(request, expected, decode, x))
     return found
 
 
-def json_body(x: np.ndarray) -> bytes:
+def json_body(x: np.ndarray, request_id: str | None = None) -> bytes:
     tensor = {"name": "input", "shape": list(x.shape), "datatype": "FP32", "data": x.reshape(-1).tolist()}
-    return orjson.dumps({"inputs": [tensor]})
+    return orjson.dumps({"id": request_id, "inputs": [tensor]} if request_id is not None else {"inputs": [tensor]})
 
 
 def binary_body(x: np.ndarray) -> tuple[bytes, dict[str, str]]:

@@ -37,6 +37,7 @@ class Case:
     request: bytes  # the whole HTTP request, head and body
     expected: np.ndarray
     decode: Decode
+    inputs: np.ndarray | None = None  # what the request carries, for a client that writes its own
 
 
 @dataclass

@@ -26,13 +26,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def measure(repository: Path, workers: int) -> tuple[list[tuple[str, float, float | None]], int]:
-    with socket.socket() as sock:
+    with socket.socket() as sock, socket.socket() as other:  # gRPC on a free port too: 8001 may be taken
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+        other.bind(("127.0.0.1", 0))
+        port, grpc_port = sock.getsockname()[1], other.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
     log = Path(tempfile.mkdtemp(prefix="modelserve-memory-")) / "server.log"
     process = subprocess.Popen([sys.executable, "-m", "service", "--model-repository", str(repository), "--port",
-                                str(port), "--workers", str(workers), "--log-level", "warning"],
+                                str(port), "--grpc-port", str(grpc_port), "--workers", str(workers), "--log-level", "warning"],
                                cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     try:
         models = _wait_all_ready(url, process, log)

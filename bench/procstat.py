@@ -40,6 +40,12 @@ def cpu_seconds(pid: int) -> float:
     return total / TICKS
 
 
+def own_cpu_seconds(pid: int) -> float:
+    """utime + stime of `pid` alone (0 once it is gone)."""
+    stat = _stat(pid)
+    return (int(stat[11]) + int(stat[12])) / TICKS if stat else 0.0
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):

@@ -68,21 +68,6 @@ def table(rows: list[Row], limits: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
-def workers_table(workers: list[tuple[int, loadgen.Result]]) -> str:
-    if not workers:
-        return ""
-    one = workers[0][1].requests_per_s
-    lines = [("\nmodelserve `--workers N` (default flags otherwise), max_batch_size 64, V2 JSON 1 row; server and load generator both on "
-              f"every core ({os.cpu_count()}), unpinned:\n"),
-             "| workers | conns | req/s | p50 ms | p99 ms | errors | checked | server CPU % | client CPU % | × one worker |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for n, r in workers:
-        lines.append(f"| {n} | {r.connections} | {r.requests_per_s:,.0f} | {r.percentile(50):.2f} "
-                     f"| {r.percentile(99):.2f} | {r.errors} | {r.checked:,} | {100 * r.server_cpu_s / r.seconds:.0f} "
-                     f"| {100 * r.client_cpu_s / r.seconds:.0f} | {r.requests_per_s / one:.2f} |")
-    return "\n".join(lines)
-
-
 def targets(rows: list[Row], workers, widest: int) -> str:
     ms = "modelserve, max_batch_size 64, max_queue"
     lines = ["\n| target (issue 16) | measured | met |", "|---|---|---|"]
@@ -115,8 +100,8 @@ def targets(rows: list[Row], workers, widest: int) -> str:
             lines.append(f"| the default access log costs ≤ 5% ({row.connections} conns) | {cost:.1%} "
                          f"({row.result.requests_per_s:,.0f} with vs {quiet.result.requests_per_s:,.0f} req/s without) "
                          f"| {'yes' if cost <= 0.05 else 'no'} |")
-    if len(workers) == 2:
-        (_, one), (_, two) = workers
+    if len(workers) == 2:  # bench/workers.py's rows
+        one, two = workers
         value = two.requests_per_s / one.requests_per_s
         lines.append(f"| --workers 2 ≥ 1.7× one worker, {widest} conns | {value:.2f}× ({two.requests_per_s:,.0f} vs "
                      f"{one.requests_per_s:,.0f} req/s) | {'yes' if value >= 1.7 else 'no'} |")

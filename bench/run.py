@@ -1,13 +1,16 @@
 """The benchmark: modelserve beside a hand-written endpoint and NVIDIA Triton, every answer checked.
 
-    .venv/bin/python bench/run.py [--seconds 5] [--connections 1,8,64] [--no-triton] [--workers]
+    .venv/bin/python bench/run.py [--seconds 5] [--connections 1,8,64] [--no-triton] [--workers [--workers-rounds N]]
 
 Each server runs pinned with `taskset` to --server-cpus (default core 0); this process, the load
 generator, pins itself to --client-cpus (default core 1). Load is bench/loadgen.py: closed
 loops over keep-alive connections, requests rotating through distinct inputs, and a sample of
 the answers (every --check-every-th, and the first of every connection) compared with ONNX
 Runtime's own output: one wrong answer fails the run. All rows of the table come from that
-checked load; wrk (which checks nothing) is used only for the optional diffusion section.
+checked load. `--workers` puts the servers and the load generator on every core together; there
+the load is wrk with a Lua script that compares every answer with a verified one
+(bench/workers.py, bench/wrk_checked.py), as a Python client's CPU would be taken from the
+servers'. wrk without checks is used only for the optional diffusion section.
 Triton rows need bench/triton_setup.sh run once (its own venv). docs/BENCHMARKS.md has a run.
 """
 
@@ -33,6 +36,7 @@ import loadgen
 import procstat
 import report
 import triton
+import workers as workers_section
 
 import models
 
@@ -55,6 +59,7 @@ def main() -> None:
                         help="also run modelserve with --no-access-log, to price the default per-request log")
     parser.add_argument("--workers", action="store_true",
                         help="also measure --workers 2 against one worker at the widest connections, all on every core")
+    parser.add_argument("--workers-rounds", type=int, default=1, help="1 and 2 workers in turn, this many times (medians)")
     parser.add_argument("--diffusion", default="", help="diffusion model folder for the samples/s section (wrk, unchecked)")
     args = parser.parse_args()
     connections = [int(c) for c in args.connections.split(",")]
@@ -91,8 +96,8 @@ def main() -> None:
 
     print(report.header(args, client_cpus, versions))
     print(report.table(rows, limits))
-    print(report.workers_table(workers))
-    print(report.targets(rows, workers, widest))
+    print(workers_section.table(workers, widest))
+    print(report.targets(rows, workers_section.medians(workers), widest))
     report.print_diffusion(diffusion_rows)
 
 
@@ -108,8 +113,10 @@ def cpu_list(text: str) -> set[int]:
 # ------------------------------------------------------------------------------ servers
 
 def _modelserve(repository: Path, *flags: str) -> list[str]:
-    """modelserve as a user starts it: the repository, an address, nothing else unless asked."""
-    return [PYTHON, "-m", "service", "--model-repository", str(repository), "--port", "{port}", *flags]
+    """modelserve as a user starts it: the repository, an address, nothing else unless asked. The
+    gRPC server stays on, on a free port of its own (8001 may be another server's)."""
+    return [PYTHON, "-m", "service", "--model-repository", str(repository), "--port", "{port}", "--grpc-port", "{grpc_port}",
+            *flags]
 
 
 def _servers(args, root: Path, plain: Path, batched: Path, model_path: Path) -> dict:
@@ -140,10 +147,11 @@ class _Server:
     """A server process on a free port: started, waited on until ready, stopped."""
 
     def __init__(self, command: list[str], env: dict[str, str], logs: Path, ready: str = "/v2/models/mlp/ready"):
-        with socket.socket() as sock:
+        with socket.socket() as sock, socket.socket() as other:
             sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        self.command = [part.replace("{port}", str(port)) for part in command]
+            other.bind(("127.0.0.1", 0))
+            port, grpc_port = sock.getsockname()[1], other.getsockname()[1]
+        self.command = [part.replace("{port}", str(port)).replace("{grpc_port}", str(grpc_port)) for part in command]
         self.url = f"http://127.0.0.1:{port}"
         self.env, self.ready = env, ready
         logs.mkdir(exist_ok=True)
@@ -175,20 +183,13 @@ class _Server:
             self.process.wait()
 
 
-def _workers(args, batched: Path, cases, conns: int, root: Path) -> list[tuple[int, loadgen.Result]]:
-    """modelserve --workers 1 and 2 with the server and this load generator both on every core."""
-    everything = set(range(os.cpu_count()))
-    os.sched_setaffinity(0, everything)
-    found = []
-    try:
-        for workers in (1, 2):
-            with _Server(_modelserve(batched, "--workers", str(workers)), dict(os.environ), root / "logs") as server:
-                print(f"  modelserve --workers {workers}: json1 at {conns} connections", file=sys.stderr, flush=True)
-                found.append((workers, loadgen.run(server.url, cases, conns, args.seconds,
-                                                   args.warmup, args.check_every, server.cpu)))
-    finally:
-        os.sched_setaffinity(0, cpu_list(args.client_cpus))
-    return found
+def _workers(args, batched: Path, cases, conns: int, root: Path) -> list[workers_section.Row]:
+    """modelserve --workers 1 and 2 with the servers and wrk (checking every answer) on every core."""
+    def start(workers: int) -> _Server:
+        print(f"  modelserve --workers {workers}: json1 at {conns} connections (wrk, checked)", file=sys.stderr, flush=True)
+        return _Server(_modelserve(batched, "--workers", str(workers)), dict(os.environ), root / "logs")
+
+    return workers_section.measure(start, cases, conns, args.seconds, args.warmup, args.workers_rounds)
 
 
 def _diffusion(source: Path, root: Path, seconds: float, cpus: str) -> list[tuple[str, int, float]]:

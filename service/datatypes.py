@@ -66,6 +66,9 @@ def numpy_dtype(datatype: str) -> np.dtype:
 
 def v2_datatype(dtype: np.dtype) -> str:
     """The V2 datatype of a numpy array's dtype (unicode strings travel as BYTES)."""
+    found = NUMPY_TO_V2.get(dtype)  # an array's dtype, found at once (a dtype hashes by value)
+    if found is not None and found != "BYTES":  # '<U0' would also match a fixed-width str: look at its kind
+        return found
     dtype = np.dtype(dtype)
     if dtype.kind in ("U", "S"):
         return "BYTES"

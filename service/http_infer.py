@@ -32,7 +32,7 @@ from service.http_protocol import HeadTimeoutProtocol
 from service.middleware import body_limit, timeout
 from service.middleware.request_log import request_id_from
 from service.middleware.routes import INFER_PATH, route_class
-from service.protocol.body import decoded
+from service.protocol.body import AlignedBody, decoded
 from service.protocol.errors import render
 from service.protocol.fast_infer import InferSettings
 from service.protocol.v2 import infer_body
@@ -134,6 +134,9 @@ class InferProtocol(HeadTimeoutProtocol):
             encoding.decode("latin-1") if encoding is not None else None,
             header_length.decode("latin-1") if header_length is not None else None,
             request_id_from(request_id) if infer.access_log else None,
+            # The binary extension's body is gathered with its tensors aligned; a JSON one as bytes.
+            AlignedBody(declared, int(header_length)) if header_length is not None and header_length.isdigit()
+            else bytearray(),
             keep_alive=self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive(),
         )
 
@@ -184,12 +187,12 @@ class InferCycle:
 
     def __init__(self, protocol: InferProtocol, dataplane, path: str, name: str, version: str | None,
                  content_type: str, encoding: str | None, header_length: str | None, request_id: str | None,
-                 keep_alive: bool):
+                 body: AlignedBody | bytearray, keep_alive: bool):
         self.protocol, self.dataplane = protocol, dataplane
         self.path, self.name, self.version = path, name, version
         self.content_type, self.encoding, self.header_length = content_type, encoding, header_length
         self.request_id, self.keep_alive = request_id, keep_alive
-        self.body = bytearray()
+        self.body = body  # uvicorn's on_body adds each chunk with +=
         self.more_body = True
         self.disconnected = self.response_complete = self.expired = False
         self.started = time.perf_counter()
@@ -228,7 +231,8 @@ class InferCycle:
                 if self.disconnected:
                     raise ClientDisconnected(f"client disconnected after {len(self.body)} bytes of its body")
                 reading_body = False
-                body = decoded(bytes(self.body), self.encoding, infer.max_bytes)
+                body = self.body.view() if type(self.body) is AlignedBody else bytes(self.body)
+                body = decoded(body, self.encoding, infer.max_bytes)
                 content, headers = await infer_body(self.dataplane, infer.limits, self.name, self.version, body,
                                                     self.content_type, self.header_length)
                 status = 200

@@ -43,6 +43,9 @@ def _metric(url: str, name: str, model: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
+def _inferences(url: str, model: str) -> int:
+    return httpx.get(f"{url}/v2/models/{model}/stats").json()["model_stats"][0]["inference_count"]
+
 async def _post_all(url: str, bodies: list[dict]) -> list[httpx.Response]:
     async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=len(bodies))) as client:
         return await asyncio.gather(*(client.post(url, json=b) for b in bodies))
@@ -105,3 +108,26 @@ def test_a_model_without_a_batch_axis_is_never_batched(url):
     x = np.arange(6, dtype=np.float32).reshape(2, 3)
     responses = asyncio.run(_post_all(f"{url}/v2/models/fixed/infer", [_body(x, "input")] * 4))
     assert all(r.status_code == 200 and r.json()["outputs"][0]["shape"] == [2, 3] for r in responses)
+
+
+def test_requests_that_fill_a_batch_alone_and_small_ones_each_get_their_own_rows(url, repo):
+    # A 16-row request fills linear's batch by itself and is run without queueing when nothing
+    # waits ahead of it; the small ones around it still share batches.
+    session = ort.InferenceSession(str(repo / "linear" / "1" / "model.onnx"))
+    inputs = [RNG.standard_normal((16 if i % 3 == 0 else 1 + i % 3, 4)).astype(np.float32) for i in range(30)]
+    count_before = _inferences(url, "linear")
+    responses = asyncio.run(_post_all(f"{url}/v2/models/linear/infer", [_body(x) for x in inputs]))
+    for x, response in zip(inputs, responses):
+        assert response.status_code == 200, response.text
+        expected = session.run(None, {"x": x})[0]
+        np.testing.assert_allclose(np.array(response.json()["outputs"][0]["data"]).reshape(expected.shape), expected, rtol=1e-6)
+    assert _inferences(url, "linear") - count_before == sum(len(x) for x in inputs)
+
+
+
+def test_a_full_batch_with_a_bad_value_fails_alone(url):
+    bad = np.array([1, 99] * 8, np.int64)  # 16 rows: lookup's whole batch
+    good = [np.array([i % 5], np.int64) for i in range(6)]
+    responses = asyncio.run(_post_all(f"{url}/v2/models/lookup/infer", [_body(bad, "idx", "INT64")] + [_body(x, "idx", "INT64") for x in good]))
+    assert responses[0].status_code == 400 and "out of data bounds" in responses[0].json()["error"]
+    assert [r.json()["outputs"][0]["data"] for r in responses[1:]] == [[float(x[0])] for x in good]

@@ -2,18 +2,22 @@
 
 import asyncio
 import importlib.util
+import shutil
 import sys
 
 import httpx
 import numpy as np
 import onnxruntime as ort
+import orjson
 import pytest
 
 from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "bench"))
+import cases as bench_cases
 import loadgen
 import soak_traffic
+import wrk_checked
 
 # bench/models.py by path: the name `models` would also find the repository's models/ folder.
 _spec = importlib.util.spec_from_file_location("bench_models", ROOT / "bench" / "models.py")
@@ -36,7 +40,7 @@ def _cases(repository, shift: float = 0.0) -> list[loadgen.Case]:
         body = httpx.Request("POST", "/", json={"inputs": [
             {"name": "input", "shape": [1, 64], "datatype": "FP32", "data": x.reshape(-1).tolist()}]}).read()
         request = loadgen.http_request("127.0.0.1", 0, "/v2/models/mlp/infer", body, {"Content-Type": "application/json"})
-        cases.append(loadgen.Case(request, expected + shift, loadgen.decode_json("logits")))
+        cases.append(loadgen.Case(request, expected + shift, loadgen.decode_json("logits"), x))
     return cases
 
 
@@ -64,3 +68,44 @@ def test_the_soak_counts_a_wrong_v2_answer(mlp):
 
     assert asyncio.run(statuses(right)) == [200, 200]
     assert asyncio.run(statuses(wrong)) == [soak_traffic.WRONG, soak_traffic.WRONG]
+
+
+needs_wrk = pytest.mark.skipif(not shutil.which("wrk"), reason="wrk is not installed")
+INFER, JSON = "/v2/models/mlp/infer", {"Content-Type": "application/json"}
+
+
+@needs_wrk
+def test_wrk_checks_every_answer_against_a_verified_one(mlp):
+    url, repository = mlp
+    checked = wrk_checked.expected(url, INFER, _cases(repository), bench_cases.json_body, JSON)
+    assert [c.id for c in checked] == ["r0", "r1", "r2", "r3"] and all(b'"id":"r' in c.expected for c in checked)
+    result = wrk_checked.run(url + INFER, checked, JSON, connections=4, seconds=1, threads=1)
+    assert result.requests > 0 and result.checked == result.requests == result.exact and result.client_cpu_s > 0
+
+
+def test_an_answer_unlike_onnx_runtime_s_is_never_kept_as_the_expected_one(mlp):
+    url, repository = mlp
+    with pytest.raises(loadgen.WrongAnswer, match="differs from ONNX Runtime"):
+        wrk_checked.expected(url, INFER, _cases(repository, shift=0.01), bench_cases.json_body, JSON)
+
+
+@needs_wrk
+def test_an_answer_unlike_the_verified_one_fails_the_wrk_run(mlp):
+    url, repository = mlp
+    checked = wrk_checked.expected(url, INFER, _cases(repository), bench_cases.json_body, JSON)
+    # Within tolerance: its numbers' last digits differ (another rounding). Beyond it: 0.01 off.
+    close = _renumbered(checked[0].expected, lambda v: v * (1 + 1e-6))
+    result = wrk_checked.run(url + INFER, [wrk_checked.Checked(checked[0].id, checked[0].body, close)], JSON,
+                             connections=2, seconds=1, threads=1)
+    assert result.close == result.requests > 0 and result.exact == result.wrong == 0
+    wrong = _renumbered(checked[1].expected, lambda v: v + 0.01)
+    with pytest.raises(loadgen.WrongAnswer, match="differs from the verified one"):
+        wrk_checked.run(url + INFER, [wrk_checked.Checked(checked[1].id, checked[1].body, wrong)], JSON,
+                        connections=2, seconds=1, threads=1)
+
+
+def _renumbered(answer: bytes, change) -> bytes:
+    document = orjson.loads(answer)
+    output = document["outputs"][0]
+    output["data"] = [change(v) for v in output["data"]]
+    return orjson.dumps(document)

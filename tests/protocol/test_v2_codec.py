@@ -1,11 +1,15 @@
 """The V2 codec against tritonclient's own request and response encoders, every datatype."""
 
+import struct
+
 import numpy as np
+import orjson
 import pytest
 import tritonclient.http as triton
 
 from service.datatypes import V2_TO_NUMPY, onnx_to_v2, v2_datatype
 from service.errors import InvalidInput
+from service.protocol.body import AlignedBody
 from service.protocol.v2_codec import InferRequest, Limits, decode_request, encode_response
 from tests.protocol.test_v2_server import sample
 
@@ -91,3 +95,62 @@ def test_depth_limit_holds_whether_or_not_the_walk_is_skipped():
     with pytest.raises(InvalidInput, match="elements"):
         decode_request(b'{"inputs":[{"name":"t","shape":[1],"datatype":"FP32","data":[[[[[[1,2]]]]]]}]}',
                        None, Limits(1000, 4))
+
+
+def _binary(header: dict, payload: bytes) -> tuple[bytes, str]:
+    raw = orjson.dumps(header)
+    return raw + payload, str(len(raw))
+
+
+def test_a_repeated_binary_header_reads_each_request_s_own_tensors():
+    # The second decode of a header is served from what the first learned; each body's bytes still count.
+    header = {"id": "same", "inputs": [{"name": "a", "shape": [2], "datatype": "FP32", "parameters": {"binary_data_size": 8}},
+                                       {"name": "s", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": 7}}],
+              "outputs": [{"name": "y", "parameters": {"binary_data": True}}]}
+    for values, text in (([1.5, 2.5], b"one"), ([3.0, -4.0], b"two"), ([5.0, 6.0], b"six")):
+        body, length = _binary(header, np.array(values, np.float32).tobytes() + struct.pack("<I", 3) + text)
+        request = decode_request(body, length, LIMITS)
+        assert request.inputs["a"].tolist() == values and request.inputs["s"].tolist() == [text]
+        assert request.id == "same" and request.output_names == ["y"] and request.wants_binary("y")
+    # A BYTES length that overruns its tensor is still found, and so is a binary part of another size.
+    body, length = _binary(header, np.zeros(2, np.float32).tobytes() + struct.pack("<I", 9) + b"one")
+    with pytest.raises(InvalidInput, match="overruns the tensor's data"):
+        decode_request(body, length, LIMITS)
+    body, length = _binary(header, np.zeros(2, np.float32).tobytes() + struct.pack("<I", 3) + b"one!")
+    with pytest.raises(InvalidInput, match="1 bytes of binary data that no input claims"):
+        decode_request(body, length, LIMITS)
+
+
+def test_a_binary_header_is_checked_again_under_other_limits():
+    body, length = _binary({"inputs": [{"name": "a", "shape": [4], "datatype": "FP32", "parameters": {"binary_data_size": 16}}]},
+                           np.zeros(4, np.float32).tobytes())
+    assert decode_request(body, length, LIMITS).inputs["a"].shape == (4,)
+    with pytest.raises(InvalidInput, match="over the limit of 3"):
+        decode_request(body, length, Limits(max_tensor_elements=3, max_json_depth=32))
+
+
+def test_binary_tensors_are_read_in_place_from_an_aligned_body():
+    for header_length in range(8):  # every alignment of the JSON header's end
+        header = {"id": "x" * header_length, "inputs": [{"name": "a", "shape": [2, 2], "datatype": "FP64",
+                                                          "parameters": {"binary_data_size": 32}}]}
+        body, length = _binary(header, np.arange(4, dtype=np.float64).tobytes())
+        gathered = AlignedBody(len(body), int(length))
+        for start in range(0, len(body), 5):  # in chunks, as the HTTP parser hands them over
+            gathered += body[start:start + 5]
+        assert len(gathered) == len(body) and bytes(gathered.view()) == body
+        array = decode_request(gathered.view(), length, LIMITS).inputs["a"]
+        assert array.tolist() == [[0.0, 1.0], [2.0, 3.0]]
+        assert array.ctypes.data % 8 == 0 and not array.flags.owndata  # a view of the body: not copied
+
+
+def test_an_aligned_body_larger_than_what_it_allocates_ahead_grows_as_chunks_come():
+    payload = np.arange(AlignedBody.AHEAD // 4 + 1000, dtype=np.float32)
+    header = {"inputs": [{"name": "a", "shape": [payload.size], "datatype": "FP32", "parameters": {"binary_data_size": payload.nbytes}}]}
+    body, length = _binary(header, payload.tobytes())
+    gathered = AlignedBody(len(body), int(length))
+    for start in range(0, len(body), 65536):
+        gathered += body[start:start + 65536]
+    assert bytes(gathered.view()) == body
+    array = decode_request(gathered.view(), length, LIMITS).inputs["a"]
+    np.testing.assert_array_equal(array, payload)
+    assert array.ctypes.data % 8 == 0 and not array.flags.owndata

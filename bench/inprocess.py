@@ -1,0 +1,157 @@
+"""CPU per V2 infer request of modelserve's HTTP path in one process: no sockets, no other process.
+
+    .venv/bin/python bench/inprocess.py [--trees /work/main,.] [--kinds binary64,json64] [--rounds 2]
+                                        [--requests 150] [--config batched|plain]
+
+On a machine shared with other work, req/s and even a server's CPU per request over loopback
+move by 10-20% from run to run. This drives the server's real HTTP protocol (uvicorn's
+httptools parser and service.http_infer, the app built as `python -m service` builds it, the
+benchmark's MLP from bench/models.py) over 64 in-memory connections, each sending its next
+request as soon as its answer is written, and reads the process's CPU time per request: what
+is left to chance is the kernel's share (socket reads and writes, not counted here) and the
+caches. Each tree (a checkout holding `service/`) runs in a process of its own, the trees in
+turn for --rounds rounds; the median of each is printed with its ratio to the first tree's.
+"""
+
+import argparse
+import asyncio
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+CONNECTIONS = 64
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trees", default=".", help="comma-separated code trees; the first is the reference")
+    parser.add_argument("--kinds", default="binary64,json64", help="json1, json64, binary64")
+    parser.add_argument("--config", choices=["batched", "plain"], default="batched")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--requests", type=int, default=150, help="measured requests per connection")
+    parser.add_argument("--serve", nargs=3, metavar=("KIND", "CONFIG", "REQUESTS"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        print(serve(args.serve[0], args.serve[1], int(args.serve[2])))
+        return
+    trees = [str(Path(t).resolve()) for t in args.trees.split(",")]
+    for kind in args.kinds.split(","):
+        found: dict[str, list[float]] = {tree: [] for tree in trees}
+        for _ in range(args.rounds):
+            for tree in trees:
+                # The tree's own service/ wins: the child runs with the tree as its working folder.
+                out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--serve", kind, args.config,
+                                      str(args.requests)], cwd=tree, capture_output=True, text=True, check=True)
+                found[tree].append(float(out.stdout.split()[-1]))
+        reference = statistics.median(found[trees[0]])
+        for tree in trees:
+            median = statistics.median(found[tree])
+            print(f"{kind} ({args.config}) {tree}: median {median:.1f} µs CPU a request ({median / reference:.2f}×); "
+                  f"runs {', '.join(f'{v:.1f}' for v in found[tree])}")
+    load = os.getloadavg()
+    print(f"load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}; {CONNECTIONS} connections, "
+          f"{args.requests} measured requests each per run")
+
+
+def serve(kind: str, config: str, requests: int) -> float:
+    """One run: the app of the working folder's tree, driven in this process; µs CPU a request."""
+    sys.path.insert(0, os.getcwd())
+    sys.path.insert(1, str(BENCH))
+    import cases
+    import numpy as np
+    import uvloop
+
+    import models
+
+    os.environ["MODELSERVE_MODEL_REPOSITORY"] = str(models.write_repository(Path(tempfile.mkdtemp()), config == "batched"))
+    os.environ["MODELSERVE_ACCESS_LOG"] = "false"
+    os.environ["MODELSERVE_GRPC_PORT"] = "0"
+    logging.disable(logging.CRITICAL)
+    x = np.random.default_rng(0).random((1 if kind == "json1" else 64, 64)).astype(np.float32).round(4)
+    body, headers = cases.binary_body(x) if kind == "binary64" else (cases.json_body(x), {"Content-Type": "application/json"})
+    head = ["POST /v2/models/mlp/infer HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {len(body)}",
+            *(f"{k}: {v}" for k, v in headers.items())]
+    request = ("\r\n".join(head) + "\r\n\r\n").encode() + body
+    return uvloop.run(_drive(request, requests))
+
+
+async def _drive(request: bytes, requests: int) -> float:
+    from uvicorn.config import Config
+    from uvicorn.lifespan.on import LifespanOn
+    from uvicorn.server import ServerState
+
+    from service import http_infer
+
+    loop = asyncio.get_running_loop()
+    config = Config("service.app:create_app_from_env", factory=True, http=http_infer.protocol(10.0), log_config=None)
+    config.load()
+    lifespan = LifespanOn(config)
+    await lifespan.startup()
+    app = config.loaded_app
+    while not hasattr(app, "state"):  # under uvicorn's own wrappers
+        app = app.app
+    while not (app.state.infer.dataplane and app.state.infer.dataplane.ready()):
+        await asyncio.sleep(0.05)
+    answers = _Answers(loop)
+    state = ServerState()
+    for _ in range(CONNECTIONS):
+        protocol = config.http_protocol_class(config=config, server_state=state, app_state={}, _loop=loop)
+        protocol.connection_made(_Transport(loop, protocol, request, answers))
+        protocol.data_received(request)
+    await answers.wait(CONNECTIONS * 20)  # warm: the runner settles inline, arenas allocated
+    started = time.process_time()
+    await answers.wait(CONNECTIONS * requests)
+    return (time.process_time() - started) / (CONNECTIONS * requests) * 1e6
+
+
+class _Answers:
+    def __init__(self, loop):
+        self.loop, self.count, self.target, self.done = loop, 0, 0, None
+
+    def wait(self, count: int) -> asyncio.Future:
+        self.count, self.target, self.done = 0, count, self.loop.create_future()
+        return self.done
+
+    def add(self) -> None:
+        self.count += 1
+        if self.count == self.target and not self.done.done():
+            self.done.set_result(None)
+
+
+class _Transport(asyncio.Transport):
+    """A connection whose client sends the same request again as soon as an answer is written."""
+
+    def __init__(self, loop, protocol, request: bytes, answers: _Answers):
+        super().__init__()
+        self.loop, self.protocol, self.request, self.answers = loop, protocol, request, answers
+
+    def get_extra_info(self, name, default=None):
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}.get(name, default)
+
+    def write(self, data) -> None:
+        if not data.startswith(b"HTTP/1.1 200"):
+            sys.exit(f"the server answered: {bytes(data[:400])!r}")
+        self.answers.add()
+        self.loop.call_soon(self.protocol.data_received, self.request)
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+if __name__ == "__main__":
+    main()
