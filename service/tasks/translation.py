@@ -155,12 +155,7 @@ class TranslationModel(ServedModel):
             raise ValueError("decoder_cached and cross_kv go together: the cached step reads the "
                              "cross-attention keys and values that cross_kv computes")
         if cached is not None:
-            positional.check(cached, "decoder_cached", inputs=5, outputs=3)
-            positional.check(self.cross_kv, "cross_kv", inputs=1, outputs=1)
-            slots = cached.inputs[4].shape
-            if len(slots) != 5 or slots[3] < self.positions:
-                raise ValueError(f"decoder_cached's past must be (batch, layers, 2, positions, D) with "
-                                 f"at least {self.positions} positions, not {slots}")
+            _check_cached(cached, self.cross_kv, self.positions)
         self.stepper = Stepper(cached or self.decoder, self.cross_kv or self.encoder, cached is not None,
                                self.bos, self.eos, self.pad, self.positions)
         self._labels = (name, str(version))
@@ -391,6 +386,24 @@ class PredictRequest(TranslationParams):
     instances: list[str] = Field(min_length=1, max_length=MAX_STRINGS,
                                  description="English number words, one string per translation",
                                  examples=[["twelve", "nine hundred"]])
+
+
+def _check_cached(cached, cross_kv, positions: int) -> None:
+    """At load: decoder_cached takes token, position, source, one input per cross_kv output,
+    then past arrays (batch, heads, slots, head dim) with a slot for every position, and gives
+    logits, attention and one new array (batch, heads, head dim) per past one."""
+    contexts = len(cross_kv.outputs)
+    positional.check(cross_kv, "cross_kv", inputs=1, outputs=1)
+    past = cached.inputs[3 + contexts:]
+    if not past or len(cached.outputs) != 2 + len(past):
+        raise ValueError(f"decoder_cached ({cached.file_name}) must take token, position, source, the "
+                         f"{contexts} outputs of cross_kv and its past arrays, and give logits, attention "
+                         f"and one new array per past one; it has {len(cached.inputs)} inputs and "
+                         f"{len(cached.outputs)} outputs")
+    for spec in past:
+        if len(spec.shape) != 4 or spec.shape[2] < positions:
+            raise ValueError(f"decoder_cached's past input '{spec.name}' must be (batch, heads, slots, "
+                             f"head dim) with at least {positions} slots, not {list(spec.shape)}")
 
 
 def _text(value, where: str) -> str:
