@@ -91,28 +91,32 @@ class Sequence:
 
 
 class _Rows:
-    """Arrays whose first `n` rows are the running sequences', with room for more: a joining
-    row is written after them, a leaving row is overwritten by the last one."""
+    """Groups of per-row arrays, each (members, room, ...), whose first `n` rows are the running
+    sequences', with room for more: a joining row is written after them, a leaving row is
+    overwritten by the last one. Arrays of one kind share a group (the token, position, step
+    count and limit; every layer's past keys and values...), so a row leaves in one copy per
+    group, and each member's first `n` rows are still one contiguous array for the graph."""
 
     def __init__(self):
         self.n = 0
-        self.arrays: dict[str, np.ndarray] = {}
+        self.groups: dict[str, np.ndarray] = {}
 
-    def __getitem__(self, name: str) -> np.ndarray:
-        return self.arrays[name][: self.n]
+    def __getitem__(self, group: str) -> np.ndarray:
+        return self.groups[group][:, : self.n]
 
     def append(self, new: dict[str, np.ndarray], count: int) -> None:
+        """new: each group's arrays for the `count` joining rows, (members, count, ...)."""
         end = self.n + count
-        room = len(next(iter(self.arrays.values()))) if self.arrays else 0
+        room = next(iter(self.groups.values())).shape[1] if self.groups else 0
         if end > room:  # grow: twice the room, at least 16 rows
             room = max(end, 2 * room, 16)
             for name, x in new.items():
-                grown = np.zeros((room, *x.shape[1:]), dtype=x.dtype)
-                if name in self.arrays:
-                    grown[: self.n] = self.arrays[name][: self.n]
-                self.arrays[name] = grown
+                grown = np.zeros((x.shape[0], room, *x.shape[2:]), dtype=x.dtype)
+                if name in self.groups:
+                    grown[:, : self.n] = self.groups[name][:, : self.n]
+                self.groups[name] = grown
         for name, x in new.items():
-            self.arrays[name][self.n : end] = x
+            self.groups[name][:, self.n : end] = x
         self.n = end
 
     def remove(self, gone: list[int]) -> list[tuple[int, int]]:
@@ -120,11 +124,13 @@ class _Rows:
         before it. Returns the (to, from) moves, for the caller's own list of rows."""
         end = self.n - len(gone)
         holes = [i for i in gone if i < end]
-        left = set(gone)
-        movers = [j for j in range(end, self.n) if j not in left]
         if holes:
-            for array in self.arrays.values():
-                array[holes] = array[movers]
+            left = set(gone)
+            movers = [j for j in range(end, self.n) if j not in left]
+            for array in self.groups.values():
+                array[:, holes] = array[:, movers]
+        else:
+            movers = []
         self.n = end
         return list(zip(holes, movers, strict=True))
 
@@ -149,11 +155,11 @@ class Stepper:
         # The graph's inputs after token, position and source: the context arrays (as many as
         # the context graph gives), then, with a cache, the past arrays (B, H, P, dk), each
         # paired with the new output (B, H, dk) at the same place after logits and attention.
-        contexts = len(context.outputs) if cached else 1
-        self._context = [f"context{j}" for j in range(contexts)]
-        state = decoder.inputs[3 + contexts:] if cached else []
-        self._past = [f"past{j}" for j in range(len(state))]
-        self._past_shapes = [tuple(spec.shape[1:]) for spec in state]
+        self._contexts = len(context.outputs) if cached else 1
+        state = decoder.inputs[3 + self._contexts:] if cached else []
+        self._past_shape = (len(state), *state[0].shape[1:]) if state else None  # (M, H, P, dk)
+        if any(tuple(s.shape[1:]) != self._past_shape[1:] for s in state):
+            raise ValueError("the cached decoder's past inputs must all have one shape")
 
     def add(self, seq: Sequence) -> Sequence:
         """Join `seq` at the next step (the loop starts if it is not running)."""
@@ -197,15 +203,17 @@ class Stepper:
         if not self._rows:
             return bool(self._joining)  # some arrived while the context graph ran
         a = self._state
-        contexts = [a[name] for name in self._context]
+        token, position = a["ints"][:2]
         if self.cached:
+            past = a["past"]
             logits, attention, *new = await self._call(
-                self.decoder, a["token"], a["position"], a["source"], *contexts, *(a[p] for p in self._past))
-            rows, position = np.arange(a.n), a["position"]
-            for name, written in zip(self._past, new, strict=True):  # slot `position` of each row
-                a.arrays[name][rows, :, position] = written
+                self.decoder, token, position, a["source"][0], *a["context"], *past)
+            rows = np.arange(a.n)
+            for cache, written in zip(past, new, strict=True):  # into slot `position` of each row
+                cache[rows, :, position] = written
         else:
-            logits, attention = await self._call(self.decoder, a["prefix"], a["position"], *contexts, a["source"])
+            logits, attention = await self._call(self.decoder, a["prefix"][0], position, a["context"][0],
+                                                 a["source"][0])
         self._choose(logits, attention)
         return True
 
@@ -247,21 +255,16 @@ class Stepper:
             if not n:
                 return
         self._drop_left()  # rows that finished their streams during the call
-        new = {
-            "token": np.full(n, self.bos, dtype=np.int64),
-            "position": np.zeros(n, dtype=np.int64),
-            "source": source,
-            "steps": np.zeros(n, dtype=np.int64),
-            "max_tokens": np.array([s.max_tokens for s in joining], dtype=np.int64),
-            "greedy": np.array([s.temperature == 0 for s in joining]),
-            **dict(zip(self._context, context, strict=True)),
-        }
+        ints = np.zeros((4, n), dtype=np.int64)  # token, position, steps, max_tokens
+        ints[0] = self.bos
+        ints[3] = [s.max_tokens for s in joining]
+        new = {"ints": ints, "source": source[None], "context": np.stack(context),
+               "greedy": np.array([[s.temperature == 0 for s in joining]])}
         if self.cached:  # zeros: no slot is read before its step writes it (the mask)
-            for name, shape in zip(self._past, self._past_shapes, strict=True):
-                new[name] = np.zeros((n, *shape), dtype=np.float32)
+            new["past"] = np.zeros((self._past_shape[0], n, *self._past_shape[1:]), dtype=np.float32)
         else:
-            new["prefix"] = np.full((n, self.positions), self.pad, dtype=np.int64)
-            new["prefix"][:, 0] = self.bos
+            new["prefix"] = np.full((1, n, self.positions), self.pad, dtype=np.int64)
+            new["prefix"][0, :, 0] = self.bos
         for seq in joining:  # sampled rows only: seeding a generator costs 50 µs
             if seq.temperature > 0:
                 seq._rng = np.random.Generator(np.random.PCG64(seq.seed))
@@ -271,18 +274,18 @@ class Stepper:
     def _choose(self, logits: np.ndarray, attention: np.ndarray) -> None:
         """The next token of every row at once; sampled rows draw from their own generators."""
         a = self._state
+        token, position, steps, max_tokens = a["ints"]
         logp = decoding.log_softmax(logits)  # (R, V) float64, as decode() computes it
         chosen = logp.argmax(axis=-1)  # ties to the lowest index, as decode()
-        greedy = a["greedy"]
+        greedy = a["greedy"][0]
         if not greedy.all():
             for i in np.flatnonzero(~greedy):
                 seq = self._rows[i]
                 chosen[i] = decoding.sample_token(logp[i], seq._rng, seq.temperature, seq.top_k, seq.top_p)
         picked = logp[np.arange(len(chosen)), chosen]
-        steps = a["steps"]
         steps += 1
         stopped = chosen == self.eos
-        done = stopped | (steps >= a["max_tokens"])
+        done = stopped | (steps >= max_tokens)
         attention = np.asarray(attention, dtype=np.float32)
         rows = self._rows
         # The streams woken first write first: the sequences that joined at this step, so a new
@@ -296,9 +299,8 @@ class Stepper:
                 reason = decoding.FINISH_STOP if eos[i] else decoding.FINISH_LENGTH
                 rows[i].left = True
             rows[i]._push(Step(tokens[i], attention[i], logps[i], reason))
-        position = a["position"]
         position += 1  # the chosen token sits at the next position
-        a["token"][:] = chosen
+        token[:] = chosen
         if not self.cached:
             going = np.flatnonzero(~done)
-            a["prefix"][going, position[going]] = chosen[going]
+            a["prefix"][0, going, position[going]] = chosen[going]
