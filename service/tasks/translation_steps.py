@@ -104,19 +104,25 @@ class _Rows:
     def __getitem__(self, group: str) -> np.ndarray:
         return self.groups[group][:, : self.n]
 
-    def append(self, new: dict[str, np.ndarray], count: int) -> None:
-        """new: each group's arrays for the `count` joining rows, (members, count, ...)."""
+    def append(self, new: dict[str, np.ndarray | list[np.ndarray]], count: int) -> None:
+        """new: each group's arrays for the `count` joining rows, (members, count, ...), or a
+        list of its members (count, ...), written in place without stacking them first."""
         end = self.n + count
         room = next(iter(self.groups.values())).shape[1] if self.groups else 0
         if end > room:  # grow: twice the room, at least 16 rows
             room = max(end, 2 * room, 16)
             for name, x in new.items():
-                grown = np.zeros((x.shape[0], room, *x.shape[2:]), dtype=x.dtype)
+                members, first = (len(x), x[0]) if isinstance(x, list) else (x.shape[0], x[0])
+                grown = np.zeros((members, room, *first.shape[1:]), dtype=first.dtype)
                 if name in self.groups:
                     grown[:, : self.n] = self.groups[name][:, : self.n]
                 self.groups[name] = grown
         for name, x in new.items():
-            self.groups[name][:, self.n : end] = x
+            if isinstance(x, list):
+                for member, rows in zip(self.groups[name], x, strict=True):
+                    member[self.n : end] = rows
+            else:
+                self.groups[name][:, self.n : end] = x
         self.n = end
 
     def remove(self, gone: list[int]) -> list[tuple[int, int]]:
@@ -258,7 +264,7 @@ class Stepper:
         ints = np.zeros((4, n), dtype=np.int64)  # token, position, steps, max_tokens
         ints[0] = self.bos
         ints[3] = [s.max_tokens for s in joining]
-        new = {"ints": ints, "source": source[None], "context": np.stack(context),
+        new = {"ints": ints, "source": source[None], "context": list(context),
                "greedy": np.array([[s.temperature == 0 for s in joining]])}
         if self.cached:  # zeros: no slot is read before its step writes it (the mask)
             new["past"] = np.zeros((self._past_shape[0], n, *self._past_shape[1:]), dtype=np.float32)
