@@ -130,13 +130,15 @@ class _Rows:
         before it. Returns the (to, from) moves, for the caller's own list of rows."""
         end = self.n - len(gone)
         holes = [i for i in gone if i < end]
+        movers = []
         if holes:
             left = set(gone)
             movers = [j for j in range(end, self.n) if j not in left]
             for array in self.groups.values():
-                array[:, holes] = array[:, movers]
-        else:
-            movers = []
+                if len(holes) == 1:  # most steps: one row leaves; a plain copy, no index arrays
+                    array[:, holes[0]] = array[:, movers[0]]
+                else:
+                    array[:, holes] = array[:, movers]
         self.n = end
         return list(zip(holes, movers, strict=True))
 
