@@ -15,6 +15,9 @@ its Python time went (bench/profile.py's summary). With `--graphs`, ONNX Runtime
 the cached decoder step and cross_kv at 1 and 16 rows in this process (pinned to the server's
 core, one thread, best of 7 x 50 calls) and prints the most that sharing them can give: the
 translations/s of 16 concurrent over one at a time if nothing but these graph calls cost.
+`--api generate` runs the same closed loop over non-streaming `generate` calls instead (one
+answer per translation, no token events): in-flight batching works the same, and its "TTFT"
+columns are then each call's whole latency.
 """
 
 import argparse
@@ -46,23 +49,36 @@ def texts(count: int = 500, seed: int = 0) -> list[str]:
     return [num2words(int(n)) for n in numbers]
 
 
-async def client(url: str, inputs: list[str], offset: int, until: float, out: dict) -> None:
+async def client(url: str, inputs: list[str], offset: int, until: float, out: dict, api: str = "stream") -> None:
     """One closed-loop client on one keep-alive connection. HTTP/1.1 by hand (a request, then
     the chunked event stream): httpx and a JSON parse per event cost the client more CPU than
-    the server spends per token, and the clients would be what is measured."""
+    the server spends per token, and the clients would be what is measured. With api
+    "generate", each translation is one non-streaming `generate` call: its latency is counted
+    as its time to first token (the first token arrives with the last)."""
     host, port = url.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
+    route = "generate_stream" if api == "stream" else "generate"
     try:
         i = offset
         while time.perf_counter() < until:
             body = json.dumps({"text_input": inputs[i % len(inputs)]}).encode()
             i += 1
-            writer.write(f"POST /v2/models/{MODEL}/generate_stream HTTP/1.1\r\nHost: {host}\r\n"
+            writer.write(f"POST /v2/models/{MODEL}/{route} HTTP/1.1\r\nHost: {host}\r\n"
                          f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
                          .encode() + body)
             last = time.perf_counter()  # the request's start, then each token's arrival
             tokens = 0
             head = await reader.readuntil(b"\r\n\r\n")
+            if api == "generate":
+                if not head.startswith(b"HTTP/1.1 200"):
+                    raise RuntimeError(f"unexpected response {head[:200]!r}")
+                size = int(next(line.split(b":", 1)[1] for line in head.split(b"\r\n")
+                                if line.lower().startswith(b"content-length:")))
+                answer = json.loads(await reader.readexactly(size))
+                out["ttft"].append(time.perf_counter() - last)
+                out["sequences"] += 1
+                out["tokens"] += answer["tokens"]
+                continue
             if not head.startswith(b"HTTP/1.1 200") or b"chunked" not in head.lower():
                 raise RuntimeError(f"unexpected response {head[:200]!r}")
             while True:  # chunks: size line, data, CRLF; a zero size ends the response
@@ -92,10 +108,10 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def measure(url: str, concurrency: int, seconds: float, inputs: list[str], pid: int,
-                  profile: Path | None = None) -> dict:
+                  profile: Path | None = None, api: str = "stream") -> dict:
     out = {"ttft": [], "itl": [], "sequences": 0, "tokens": 0}
     await asyncio.gather(*(client(url, inputs, 0, time.perf_counter() + 1.0, {
-        "ttft": [], "itl": [], "sequences": 0, "tokens": 0}) for _ in range(min(concurrency, 4))))
+        "ttft": [], "itl": [], "sequences": 0, "tokens": 0}, api) for _ in range(min(concurrency, 4))))
     spy = None
     if profile is not None:  # samples the measured window only; py-spy runs on the clients' cores
         import profile as bench_profile  # bench/profile.py
@@ -107,7 +123,7 @@ async def measure(url: str, concurrency: int, seconds: float, inputs: list[str],
         await asyncio.sleep(0.5)  # py-spy attaches
     started, cpu = time.perf_counter(), cpu_seconds(pid)
     until = started + seconds
-    await asyncio.gather(*(client(url, inputs, k * 37, until, out) for k in range(concurrency)))
+    await asyncio.gather(*(client(url, inputs, k * 37, until, out, api) for k in range(concurrency)))
     elapsed = time.perf_counter() - started
     cpu = cpu_seconds(pid) - cpu
     if spy is not None:
@@ -140,6 +156,8 @@ def main() -> None:
     parser.add_argument("--configs", default=",".join(CONFIGS), help="which of: " + ", ".join(CONFIGS))
     parser.add_argument("--profile", type=int, metavar="N", help="py-spy the server at N concurrent")
     parser.add_argument("--graphs", action="store_true", help="also time the graphs alone (the bound)")
+    parser.add_argument("--api", default="stream", choices=("stream", "generate"),
+                        help="generate_stream (token events; the default) or non-streaming generate")
     args = parser.parse_args()
     os.sched_setaffinity(0, _cpus(args.client_cpus))
     inputs = texts()
@@ -155,8 +173,8 @@ def main() -> None:
             with server as url:  # taskset execs the server: its pid is the server's
                 for c in (int(c) for c in args.concurrency.split(",")):
                     raw = Path(folder) / "profile.txt" if c == args.profile else None
-                    row = {"config": label, **asyncio.run(measure(url, c, args.seconds, inputs,
-                                                                  server.process.pid, raw))}
+                    row = {"config": label, "api": args.api, **asyncio.run(measure(
+                        url, c, args.seconds, inputs, server.process.pid, raw, args.api))}
                     print(row, flush=True)
                     rows.append(row)
                     if raw is not None:
@@ -189,23 +207,23 @@ def print_graph_bound(version: Path, steps: float, rows: int = 16) -> None:
     options.intra_op_num_threads = options.inter_op_num_threads = 1
     decoder, cross_kv = (ort.InferenceSession(str(version / f"{name}.onnx"), options, providers=["CPUExecutionProvider"])
                          for name in ("decoder_cached", "cross_kv"))
-    past = decoder.get_inputs()[4].shape[1:]  # (L, 2, P, D)
+    past = decoder.get_inputs()[3 + len(cross_kv.get_outputs()):]  # (B, H, P, dk) each
     ms = {}
     for n in (1, rows):
         source = np.full((n, 14), 4, dtype=np.int64)  # a padded source of one word repeated
-        cross = cross_kv.run(None, {cross_kv.get_inputs()[0].name: source})[0]
+        cross = cross_kv.run(None, {cross_kv.get_inputs()[0].name: source})
         feeds = dict(zip([i.name for i in decoder.get_inputs()], [
-            np.full(n, 8, dtype=np.int64), np.full(n, 5, dtype=np.int64), cross, source,
-            np.zeros((n, *past), dtype=np.float32)]))
+            np.full(n, 8, dtype=np.int64), np.full(n, 5, dtype=np.int64), source, *cross,
+            *(np.zeros((n, *p.shape[1:]), dtype=np.float32) for p in past)], strict=True))
 
-        ms["decoder", n] = _best(functools.partial(decoder.run, None, feeds))
+        ms["decoder_cached", n] = _best(functools.partial(decoder.run, None, feeds))
         ms["cross_kv", n] = _best(functools.partial(cross_kv.run, None, {cross_kv.get_inputs()[0].name: source}))
     print(f"\nONNX Runtime alone, one thread, best of 7 x 50 calls (load average {os.getloadavg()[0]:.2f}):\n")
     print("| graph | rows | ms per call | ms per row |\n|---|---:|---:|---:|")
     for (name, n), value in ms.items():
         print(f"| {name} | {n} | {value:.3f} | {value / n:.3f} |")
-    alone = steps * ms["decoder", 1] + ms["cross_kv", 1]
-    shared = (steps * ms["decoder", rows] + ms["cross_kv", rows]) / rows
+    alone = steps * ms["decoder_cached", 1] + ms["cross_kv", 1]
+    shared = (steps * ms["decoder_cached", rows] + ms["cross_kv", rows]) / rows
     print(f"\nA translation of {steps:.1f} decoder steps: {alone:.2f} ms of graph calls alone, {shared:.2f} ms "
           f"with {rows} sharing each call: at most {alone / shared:.1f}x the translations/s of one at a "
           f"time, were the graphs all the server's work.")
@@ -230,6 +248,7 @@ def print_profile(raw: Path, label: str, concurrency: int) -> None:
 
 def print_table(rows: list[dict]) -> None:
     solo = {r["config"]: r for r in rows if r["concurrency"] == 1}
+    print(f"\napi: {rows[0]['api'] if rows else ''}")
     print("\n| decoding | concurrent | translations/s | × one at a time | tokens/s | TTFT p50 / p99 ms "
           "| TTFT × alone | inter-token p50 / p99 ms | server CPU ms / translation | CPU alone ÷ this "
           "| server's share of its core |")

@@ -1,16 +1,19 @@
 """A decoder step with a key/value cache (decoder_cached.onnx), beside the full-prefix step.
 
-cross_kv.onnx: source (B, S) int64 -> cross (B, L, 2, S, D): the encoder, then each decoder
-layer's cross-attention keys and values of its output, once per sequence.
-decoder_cached.onnx: token (B,) int64, position (B,) int64, cross (B, L, 2, S, D), source (B, S)
-int64, past (B, L, 2, P, D) -> logits (B, V), attention (B, S), present (B, L, 2, P, D).
+cross_kv.onnx: source (B, S) int64 -> cross_k0, cross_v0, cross_k1, ... (B, H, S, dk): the
+encoder, then each decoder layer's cross-attention keys and values of its output (one MatMul
+for all of them), once per sequence.
+decoder_cached.onnx: token (B,) int64, position (B,) int64, source (B, S) int64, the cross_*
+arrays, past_k0, past_v0, ... (B, H, P, dk) -> logits (B, V), attention (B, S), new_k0,
+new_v0, ... (B, H, dk).
 
 Each row feeds only its newest token; the self-attention keys and values of its earlier
-positions come from `past` (slot p holds position p), and `present` is `past` with this step's
-keys and values written into slot `position`. The slots after `position` are masked, so rows at
-different positions share a call exactly as with the full-prefix graph. The cross-attention
-keys and values come from cross_kv.onnx, computed once per sequence: recomputing them from the
-memory every step was half of a cached step's cost at 16 rows.
+positions come from the past_* arrays (slot p holds position p; the slots at and after
+`position` are masked), and this step's own key and value are the new_* outputs, which the
+caller writes into slot `position` of its past arrays for the next step. So rows at different
+positions share a call exactly as with the full-prefix graph. The cross-attention keys and
+values come from cross_kv.onnx, computed once per sequence: recomputing them from the memory
+every step was half of a cached step's cost at 16 rows.
 
     python -m training.translation_cache [--version-dir models/en-fr-numbers/1]
 
@@ -43,62 +46,111 @@ PAD = 0
 DECISION = ("with the cache: a step feeds one position per row instead of the padded prefix of 21, "
             "and the rows' cross-attention keys and values are computed once per sequence; the "
             "service uses it for greedy and sampled decoding (one stepper call per step for every "
-            "running sequence), where it cut a 16-row step about 3.5x and a 64-row step about 4x "
-            "(cost_ms). Beam search keeps the full-prefix step: its beams are reordered every step.")
+            "running sequence), where it cut a 16-row step about 7x and a 64-row step about 10x "
+            "(cost_ms). Each layer's keys and values are inputs and outputs of their own, in the "
+            "layout the attention reads, and the step returns only its own keys and values "
+            "(the service writes them into its arrays in place): against one packed cache "
+            "(B, L, 2, P, D) returned whole each step, that halved a 16-row step. Beam search "
+            "keeps the full-prefix step: its beams are reordered every step.")
 
 
 class CachedStep(nn.Module):
-    """One position per row, with the self-attention keys and values of earlier ones given."""
+    """One position per row, with the self-attention keys and values of earlier ones given.
+
+    Every decoder layer's keys and values are inputs and outputs of their own, in the layout
+    the attention reads (batch, heads, slots, head dim): ONNX Runtime copies any slice of a
+    tensor, and splitting one packed (B, L, 2, ...) cache per layer and per step was a quarter
+    of a 16-row step. The step's own key and value join the softmax beside the past slots
+    instead of being written into a copy of the cache: the stepper writes them into its own
+    arrays, in place, once the step is done."""
 
     def __init__(self, decoder: Decoder):
         super().__init__()
         self.decoder = decoder
+        attn = decoder.layers[0].self_attn
+        self.heads, self.d_k = attn.heads, attn.d_k
+        # One MatMul for the query, key and value of a layer: one kernel call instead of three.
+        self.qkv = nn.ModuleList(nn.Linear(attn.q.in_features, 3 * attn.q.out_features) for _ in decoder.layers)
+        with torch.no_grad():
+            for fused, layer in zip(self.qkv, decoder.layers, strict=True):
+                a = layer.self_attn
+                fused.weight.copy_(torch.cat([a.q.weight, a.k.weight, a.v.weight]))
+                fused.bias.copy_(torch.cat([a.q.bias, a.k.bias, a.v.bias]))
 
-    def forward(self, token, position, cross, source, past):
-        dec = self.decoder
-        slots = past.shape[3]
-        here = torch.arange(slots, device=token.device)[None] == position[:, None]  # (B, P)
-        write = here[:, :, None].to(past.dtype)  # (B, P, 1): 1 at this step's slot
-        blocked = (torch.arange(slots, device=token.device)[None] > position[:, None])[:, None, None, :]
-        src_blocked = (source == PAD)[:, None, None, :]
-        y = dec.embed(token)[:, None] * dec.scale + dec.pe[position][:, None]  # (B, 1, D)
-        present = []
+    def forward(self, token, position, source, *state):
+        """state: cross_k0, cross_v0, ... (B, H, S, dk), then past_k0, past_v0, ... (B, H, P, dk)
+        -> logits (B, V), attention (B, S), new_k0, new_v0, ... (B, H, dk)."""
+        dec, b, h, dk = self.decoder, token.shape[0], self.heads, self.d_k
+        layers = len(dec.layers)
+        cross, past = state[: 2 * layers], state[2 * layers:]
+        slots = past[0].shape[2]
+        scale = 1.0 / math.sqrt(dk)
+        # Additive masks: the slots at and after this position (not written yet), and padding.
+        blocked, free = torch.tensor(float("-inf")), torch.tensor(0.0)
+        later = torch.where(torch.arange(slots, device=token.device)[None] >= position[:, None],
+                            blocked, free)[:, None, None, :]  # (B, 1, 1, P)
+        padding = torch.where(source == PAD, blocked, free)[:, None, None, :]  # (B, 1, 1, S)
+        y = dec.embed(token) * dec.scale + dec.pe[position]  # (B, D)
+        new = []
         for i, layer in enumerate(dec.layers):
-            h = layer.norm1(y)
-            attn = layer.self_attn
-            k = past[:, i, 0] * (1 - write) + attn.k(h) * write  # (B, P, D)
-            v = past[:, i, 1] * (1 - write) + attn.v(h) * write
-            present.append(torch.stack([k, v], dim=1))
-            y = y + _attend(attn, h, k, v, blocked)[0]
-            out, weights = _attend(layer.cross, layer.norm2(y), cross[:, i, 0], cross[:, i, 1], src_blocked)
-            y = y + out
+            q, k, v = self.qkv[i](layer.norm1(y)).view(b, 3, h, 1, dk).unbind(1)  # (B, H, 1, dk)
+            new += [k[:, :, 0], v[:, :, 0]]
+            earlier = (q @ past[2 * i].transpose(-1, -2)) * scale + later  # (B, H, 1, P)
+            own = (q * k).sum(-1, keepdim=True) * scale  # (B, H, 1, 1)
+            weights = torch.softmax(torch.cat([earlier, own], -1), -1)
+            out = weights[..., :slots] @ past[2 * i + 1] + weights[..., slots:] * v  # (B, H, 1, dk)
+            y = y + layer.self_attn.o(out.reshape(b, h * dk))
+            q = layer.cross.q(layer.norm2(y)).view(b, h, 1, dk)
+            weights = torch.softmax((q @ cross[2 * i].transpose(-1, -2)) * scale + padding, -1)  # (B, H, 1, S)
+            y = y + layer.cross.o((weights @ cross[2 * i + 1]).reshape(b, h * dk))
             y = y + layer.ff(layer.norm3(y))
-        logits = dec.out(dec.norm(y))[:, 0]  # (B, V)
-        return logits, weights.mean(dim=1)[:, 0], torch.stack(present, dim=1)
+        return (dec.out(dec.norm(y)), weights.mean(dim=1)[:, 0], *new)
 
 
 class CrossKV(nn.Module):
-    """source (B, S) -> the cross-attention keys and values of every decoder layer (B, L, 2, S, D)."""
+    """source (B, S) -> each decoder layer's cross-attention keys and values, one output each
+    (cross_k0, cross_v0, ...: (B, H, S, dk)), from one MatMul over the encoder's memory.
+
+    The encoder is the trained one, rewritten for ONNX Runtime: its dense layers run on
+    (B * S, D) matrices, where ORT folds each bias (and the ReLU) into the MatMul (Gemm); on
+    (B, S, D) every bias was an Add of its own, and they were a seventh of this graph's time at
+    16 rows. The query, key and value of a layer are one MatMul."""
 
     def __init__(self, encoder: Encoder, decoder: Decoder):
         super().__init__()
         self.encoder, self.decoder = encoder, decoder
+        attn = decoder.layers[0].cross
+        self.heads, self.d_k = attn.heads, attn.d_k
+        self.kv = nn.Linear(attn.k.in_features, 2 * len(decoder.layers) * attn.k.out_features)
+        with torch.no_grad():
+            self.kv.weight.copy_(torch.cat([w for layer in decoder.layers for w in (layer.cross.k.weight, layer.cross.v.weight)]))
+            self.kv.bias.copy_(torch.cat([w for layer in decoder.layers for w in (layer.cross.k.bias, layer.cross.v.bias)]))
+        own = encoder.layers[0].attn
+        self.qkv = nn.ModuleList(nn.Linear(own.q.in_features, 3 * own.q.out_features) for _ in encoder.layers)
+        with torch.no_grad():
+            for fused, layer in zip(self.qkv, encoder.layers, strict=True):
+                fused.weight.copy_(torch.cat([layer.attn.q.weight, layer.attn.k.weight, layer.attn.v.weight]))
+                fused.bias.copy_(torch.cat([layer.attn.q.bias, layer.attn.k.bias, layer.attn.v.bias]))
 
     def forward(self, source):
-        memory = self.encoder(source)
-        return torch.stack([torch.stack([layer.cross.k(memory), layer.cross.v(memory)], dim=1)
-                            for layer in self.decoder.layers], dim=1)
+        enc, (b, s) = self.encoder, source.shape
+        heads, d_k = enc.layers[0].attn.heads, enc.layers[0].attn.d_k
+        d = heads * d_k
+        padding = torch.where(source == PAD, torch.tensor(float("-inf")), torch.tensor(0.0))[:, None, None, :]
+        x = (enc.embed(source) * enc.scale + enc.pe[:s]).reshape(b * s, d)
+        for i, layer in enumerate(enc.layers):
+            q, k, v = self.qkv[i](layer.norm1(x)).view(b, s, 3, heads, d_k).permute(2, 0, 3, 1, 4).unbind(0)
+            weights = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d_k) + padding, dim=-1)  # (B, H, S, S)
+            x = x + layer.attn.o((weights @ v).transpose(1, 2).reshape(b * s, d))
+            x = x + layer.ff(layer.norm2(x))
+        kv = self.kv(enc.norm(x)).view(b, s, 2 * len(self.decoder.layers), self.heads, self.d_k).permute(2, 0, 3, 1, 4)
+        return tuple(kv[j] for j in range(kv.shape[0]))
 
 
-def _attend(attn, h, k, v, blocked):
-    """The Attention module's computation with keys and values given (B, P, D): (out, weights)."""
-    b, slots = h.shape[0], k.shape[1]
-    q = attn.q(h).view(b, 1, attn.heads, attn.d_k).transpose(1, 2)  # (B, H, 1, dk)
-    k = k.view(b, slots, attn.heads, attn.d_k).transpose(1, 2)
-    v = v.view(b, slots, attn.heads, attn.d_k).transpose(1, 2)
-    scores = q @ k.transpose(-1, -2) / math.sqrt(attn.d_k)
-    weights = torch.softmax(scores.masked_fill(blocked, float("-inf")), dim=-1)
-    return attn.o((weights @ v).transpose(1, 2).reshape(b, 1, -1)), weights
+def state_names(layers: int) -> tuple[list[str], list[str], list[str]]:
+    """The cross_kv outputs (the cached step's context inputs), its past inputs and new outputs."""
+    pairs = [f"{kv}{i}" for i in range(layers) for kv in ("k", "v")]
+    return [f"cross_{p}" for p in pairs], [f"past_{p}" for p in pairs], [f"new_{p}" for p in pairs]
 
 
 def from_onnx(module: nn.Module, path: Path, prefix: str = "") -> nn.Module:
@@ -142,10 +194,12 @@ def rebuild(vdir: Path, cfg: Config) -> tuple[Encoder, Decoder]:
 def export_cached(encoder: Encoder, decoder: Decoder, vdir: Path, seed: int, s_max: int) -> dict:
     """Write cross_kv.onnx and decoder_cached.onnx; the parity of each against torch, and the
     cached step unrolled against the full-prefix step (the same logits at every position)."""
-    layers, d = len(decoder.layers), decoder.embed.weight.shape[1]
+    layers, heads = len(decoder.layers), decoder.layers[0].self_attn.heads
+    d_k = decoder.layers[0].self_attn.d_k
     slots, vocab = decoder.pe.shape[0], decoder.embed.weight.shape[0]
     step, full = CachedStep(decoder).eval(), DecoderStep(decoder).eval()
     cross_kv = CrossKV(encoder, decoder).eval()
+    cross_names, past_names, new_names = state_names(layers)
     rng = np.random.default_rng(seed + 11)
     rows = {}
 
@@ -160,32 +214,34 @@ def export_cached(encoder: Encoder, decoder: Decoder, vdir: Path, seed: int, s_m
         position = rng.integers(0, slots, n).astype(np.int64)
         with torch.no_grad():
             memory, cross = encoder(torch.from_numpy(source)), cross_kv(torch.from_numpy(source))
-            past = torch.zeros(n, layers, 2, slots, d)  # what a real run would hold by `position`
+            # what a real run would hold by `position`: each step's keys and values in its slot
+            past = [torch.zeros(n, heads, slots, d_k) for _ in past_names]
             for p in range(slots):
-                _, _, present = step(torch.from_numpy(tokens[:, p]), torch.full((n,), p), cross,
-                                     torch.from_numpy(source), past)
-                keep = torch.from_numpy(p < position)[:, None, None, None, None]
-                past = torch.where(keep, present, past)
+                new = step(torch.from_numpy(tokens[:, p]), torch.full((n,), p), torch.from_numpy(source),
+                           *cross, *past)[2:]
+                keep = torch.from_numpy(p < position)[:, None, None]
+                for cache, written in zip(past, new, strict=True):
+                    cache[:, :, p] = torch.where(keep, written, cache[:, :, p])
         if kind == "random":  # garbage in the masked slots must not matter
-            past = past + torch.from_numpy(
-                (np.arange(slots)[None] >= position[:, None]).astype(np.float32)
-            )[:, None, None, :, None] * torch.randn_like(past)
+            unused = torch.from_numpy((np.arange(slots)[None] >= position[:, None]).astype(np.float32))
+            past = [cache + unused[:, None, :, None] * torch.randn_like(cache) for cache in past]
         rows[(kind, n)] = (tokens, position, memory.numpy(), source)
-        return tokens[np.arange(n), position], position, cross.numpy(), source, past.numpy()
+        return (tokens[np.arange(n), position], position, source, *(c.numpy() for c in cross),
+                *(c.numpy() for c in past))
 
     batch = torch.export.Dim("batch", min=1, max=4096)
     src_len = torch.export.Dim("source_length", min=1, max=s_max)
     errors = {}
     path = vdir / "cross_kv.onnx"
-    _export(cross_kv, (torch.from_numpy(sources(EXAMPLE_BATCH)),), path, ["source"], ["cross"],
+    _export(cross_kv, (torch.from_numpy(sources(EXAMPLE_BATCH)),), path, ["source"], cross_names,
             {"source": {0: batch, 1: src_len}})
     errors["cross_kv.onnx"] = parity(cross_kv, path, lambda kind, n: (sources(n),))
     path = vdir / "decoder_cached.onnx"
     example = tuple(torch.from_numpy(a) for a in inputs("random", EXAMPLE_BATCH))
-    _export(step, example, path, ["token", "position", "cross", "source", "past"],
-            ["logits", "attention", "present"],
-            {"token": {0: batch}, "position": {0: batch}, "cross": {0: batch, 3: src_len},
-             "source": {0: batch, 1: src_len}, "past": {0: batch}})
+    _export(step, example, path, ["token", "position", "source", *cross_names, *past_names],
+            ["logits", "attention", *new_names],
+            {"token": {0: batch}, "position": {0: batch}, "source": {0: batch, 1: src_len},
+             "state": tuple([{0: batch, 2: src_len}] * len(cross_names) + [{0: batch}] * len(past_names))})
     errors["decoder_cached.onnx"] = parity(step, path, inputs)
     worst = 0.0  # the cached step against the full-prefix one, on the same rows
     for kind, n in list(rows):
@@ -210,7 +266,8 @@ def cost(vdir: Path, s_max: int) -> dict:
     full = ort.InferenceSession(str(vdir / "decoder.onnx"), opts, providers=["CPUExecutionProvider"])
     cached = ort.InferenceSession(str(vdir / "decoder_cached.onnx"), opts, providers=["CPUExecutionProvider"])
     d = full.get_inputs()[2].shape[2]
-    _, layers, _, slots, _ = cached.get_inputs()[4].shape  # past: (B, L, 2, P, D)
+    state = cached.get_inputs()[3:]  # the cross keys and values (B, H, S, dk), then the past ones (B, H, P, dk)
+    slots = state[-1].shape[2]
     out = {"prefix_positions": slots}
     for b in (1, 16, 64):
         memory = np.zeros((b, s_max, d), np.float32)
@@ -218,9 +275,10 @@ def cost(vdir: Path, s_max: int) -> dict:
         position = np.full(b, slots // 2, np.int64)
         feeds = {"full_prefix": (full, {"tokens": np.ones((b, slots), np.int64), "position": position,
                                         "memory": memory, "source": source}),
-                 "cached": (cached, {"token": np.ones(b, np.int64), "position": position,
-                                     "cross": np.zeros((b, layers, 2, s_max, d), np.float32),
-                                     "source": source, "past": np.zeros((b, layers, 2, slots, d), np.float32)})}
+                 "cached": (cached, {"token": np.ones(b, np.int64), "position": position, "source": source,
+                                     **{s.name: np.zeros((b, s.shape[1], s_max if s.name.startswith("cross")
+                                                          else slots, s.shape[3]), np.float32)
+                                        for s in state}})}
         row = {}
         for name, (sess, f) in feeds.items():
             sess.run(None, f)

@@ -60,10 +60,13 @@ async def stream(receive, send, model, fmt: str, events) -> None:
     watcher = asyncio.get_running_loop().create_task(watch())
     try:
         await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
-        async for chunk in _server_sent(model, fmt, events):
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        state["done"] = True
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        async for chunk, last in _server_sent(model, fmt, events):
+            if last:  # the last event ends the response in the same write (one send less)
+                state["done"] = True
+            await send({"type": "http.response.body", "body": chunk, "more_body": not last})
+        if not state["done"]:
+            state["done"] = True
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
     except asyncio.CancelledError:
         if not state["left"]:  # someone else's cancellation (shutdown, the request timeout)
             raise
@@ -74,7 +77,8 @@ async def stream(receive, send, model, fmt: str, events) -> None:
 
 
 async def _server_sent(model, fmt: str, events):
-    """SSE bytes: a chunk per event, or several token events in one chunk when more are ready."""
+    """(SSE bytes, whether they are the last): a chunk per event, or several token events in
+    one chunk when more are ready."""
     tokens = TokenEvents(model) if fmt == "text" else None
     waiting = []
     try:
@@ -83,15 +87,15 @@ async def _server_sent(model, fmt: str, events):
                 waiting.append(tokens.sse(event))
                 if event.ready:  # the next token is chosen already: write them together
                     continue
-                yield b"".join(waiting) if len(waiting) > 1 else waiting[0]
+                yield (b"".join(waiting) if len(waiting) > 1 else waiting[0]), False
                 waiting = []
             else:
-                yield b"".join(waiting) + sse(event_document(model, fmt, event))
+                yield b"".join(waiting) + sse(event_document(model, fmt, event)), event.final
                 waiting = []
     except Exception as exc:  # the stream has started: the error is its last event
         if not isinstance(exc, ServiceError):
             log.exception("generate_stream of model %s failed", model.name)
-        yield b"".join(waiting) + sse(error_document(exc))
+        yield b"".join(waiting) + sse(error_document(exc)), True
 
 
 def sse(document: dict) -> bytes:

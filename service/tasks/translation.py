@@ -155,15 +155,16 @@ class TranslationModel(ServedModel):
             raise ValueError("decoder_cached and cross_kv go together: the cached step reads the "
                              "cross-attention keys and values that cross_kv computes")
         if cached is not None:
-            positional.check(cached, "decoder_cached", inputs=5, outputs=3)
-            positional.check(self.cross_kv, "cross_kv", inputs=1, outputs=1)
-            slots = cached.inputs[4].shape
-            if len(slots) != 5 or slots[3] < self.positions:
-                raise ValueError(f"decoder_cached's past must be (batch, layers, 2, positions, D) with "
-                                 f"at least {self.positions} positions, not {slots}")
+            _check_cached(cached, self.cross_kv, self.positions)
         self.stepper = Stepper(cached or self.decoder, self.cross_kv or self.encoder, cached is not None,
                                self.bos, self.eos, self.pad, self.positions)
         self._labels = (name, str(version))
+        # This version's series, looked up once: labels() takes a lock and a dict lookup, and
+        # a stream used four of them per request.
+        self._running = metrics.RUNNING_SEQUENCES.labels(*self._labels)
+        self._generated = metrics.GENERATED_TOKENS.labels(*self._labels)
+        self._latencies = (metrics.TIME_TO_FIRST_TOKEN.labels(*self._labels),
+                           metrics.INTER_TOKEN_LATENCY.labels(*self._labels))
 
     # ------------------------------------------------------------------ planning
     streams = True
@@ -235,10 +236,10 @@ class TranslationModel(ServedModel):
         that disconnects cancels the await) takes the sequence out before its next decoder step."""
         source = self.tokens.pad_source(plan.source)  # (1, S)
         words = [self.tokens.source[i] for i in plan.source]
-        running = metrics.RUNNING_SEQUENCES.labels(*self._labels)
+        running = self._running
         running.inc()
         try:
-            clock = _TokenClock(self._labels, plan.arrived)
+            clock = _TokenClock(*self._latencies, plan.arrived)
             if plan.params.beam_width > 1:
                 memory = (await positional.run(self.encoder, source))[0]
                 async for event in self._beam(plan, memory, source, clock, words):
@@ -257,7 +258,8 @@ class TranslationModel(ServedModel):
         stops = [p.stop] if isinstance(p.stop, str) else (p.stop or [])
         chosen: list[int] = []
         rows: list[np.ndarray] = []
-        score, text, reason = 0.0, "", None
+        score, text, reason, previous = 0.0, "", None, None
+        target = self.tokens.target
         try:
             while reason is None:
                 step = await seq.next()
@@ -269,10 +271,13 @@ class TranslationModel(ServedModel):
                     break
                 chosen.append(step.token)
                 clock.tick()
-                piece = self.tokens.pieces(chosen[-2:])[-1]  # its glue depends on the one before
+                word = target[step.token]
+                # a space before a word, unless it or the one before is a hyphen (Tokenizer.pieces)
+                piece = word if len(chosen) == 1 or word == "-" or previous == "-" else " " + word
+                previous = word
                 text += piece
-                yield Token(len(chosen) - 1, self.tokens.target[step.token], piece,
-                            step.attention[:n_source], words if len(chosen) == 1 else None, seq.ready)
+                yield Token(len(chosen) - 1, word, piece, step.attention[:n_source] if p.attention else None,
+                            words if len(chosen) == 1 else None, seq.ready)
                 if stops and any(text.endswith(s) for s in stops):
                     reason = decoding.FINISH_STOP
                 else:
@@ -315,7 +320,7 @@ class TranslationModel(ServedModel):
             yield Token(i, self.tokens.target[token], pieces[i], attention[i], words if i == 0 else None)
 
     def _finished(self, plan: Plan, chosen: list[int], result: decoding.Decoded) -> TextGeneration:
-        metrics.GENERATED_TOKENS.labels(*self._labels).inc(len(chosen))
+        self._generated.inc(len(chosen))
         best = result.best
         nbest = []
         if plan.params.nbest > 1:
@@ -393,6 +398,24 @@ class PredictRequest(TranslationParams):
                                  examples=[["twelve", "nine hundred"]])
 
 
+def _check_cached(cached, cross_kv, positions: int) -> None:
+    """At load: decoder_cached takes token, position, source, one input per cross_kv output,
+    then past arrays (batch, heads, slots, head dim) with a slot for every position, and gives
+    logits, attention and one new array (batch, heads, head dim) per past one."""
+    contexts = len(cross_kv.outputs)
+    positional.check(cross_kv, "cross_kv", inputs=1, outputs=1)
+    past = cached.inputs[3 + contexts:]
+    if not past or len(cached.outputs) != 2 + len(past):
+        raise ValueError(f"decoder_cached ({cached.file_name}) must take token, position, source, the "
+                         f"{contexts} outputs of cross_kv and its past arrays, and give logits, attention "
+                         f"and one new array per past one; it has {len(cached.inputs)} inputs and "
+                         f"{len(cached.outputs)} outputs")
+    for spec in past:
+        if len(spec.shape) != 4 or spec.shape[2] < positions:
+            raise ValueError(f"decoder_cached's past input '{spec.name}' must be (batch, heads, slots, "
+                             f"head dim) with at least {positions} slots, not {list(spec.shape)}")
+
+
 def _text(value, where: str) -> str:
     if isinstance(value, bytes):
         try:
@@ -413,9 +436,8 @@ def _bytes(texts: list[str]) -> np.ndarray:
 class _TokenClock:
     """Time to first token and inter-token latency of one sequence, into the histograms."""
 
-    def __init__(self, labels: tuple[str, str], arrived: float):
-        self._ttft = metrics.TIME_TO_FIRST_TOKEN.labels(*labels)
-        self._itl = metrics.INTER_TOKEN_LATENCY.labels(*labels)
+    def __init__(self, ttft, itl, arrived: float):
+        self._ttft, self._itl = ttft, itl  # the version's two histograms
         self._last: float | None = None
         self._arrived = arrived
 

@@ -1,8 +1,9 @@
 """In-flight batching of greedy and sampled translations: one decoder call per step for them all.
 
 A Stepper holds the running sequences of one model version as rows of numpy arrays (the last
-token, the position, the source's context, the source, and the key/value cache or the padded
-prefix) and runs one loop: each step is ONE call of the decoder graph over every row, a
+token, the position, the source, the source's context, and the key/value cache or the padded
+prefix: `_Rows`, arrays with room to grow, so a row that joins is written in place and one that
+leaves is replaced by the last row, never a copy of every row) and runs one loop: each step is ONE call of the decoder graph over every row, a
 vectorised choice of the next tokens (log-softmax and argmax over all rows; only sampled rows
 draw one by one, each from its own seeded generator), and one hand-over per sequence. A finished,
 stopped or abandoned sequence leaves before the next step. The per-step cost of the bookkeeping
@@ -16,9 +17,11 @@ step in progress, not behind a queue of other graph calls, and its first token c
 the next step. The stepper gathers its own batches and calls its graphs past their batchers
 (`execute`), cut at the decoder's max_batch_size.
 
-With a cached graph (decoder_cached.onnx: token, position, cross, source, past -> logits,
-attention, present; the context is cross_kv.onnx's cross-attention keys and values, computed
-once per sequence) a step feeds each row's newest token and its cache; without one, the
+With a cached graph (decoder_cached.onnx: token, position, source, the context arrays, the past
+arrays -> logits, attention, one new array per past one; the context is cross_kv.onnx's
+cross-attention keys and values, computed once per sequence) a step feeds each row's newest
+token and its cache, and writes the step's new keys and values into slot `position` of the
+past arrays, in place (training/translation_cache.py has the graphs' layout); without one, the
 full-prefix graph gets the encoder's memory as context and the stepper's own (rows, P) prefix
 array, written in place. Either way
 rows at different positions share a call: the graphs mask what lies after each row's position,
@@ -87,6 +90,62 @@ class Sequence:
             self._waiter.set_result(None)
 
 
+class _Rows:
+    """Groups of per-row arrays, each (members, room, ...), whose first `n` rows are the running
+    sequences', with room for more: a joining row is written after them, a leaving row is
+    overwritten by the last one. Arrays of one kind share a group (the token, position, step
+    count and limit; every layer's past keys and values...), so a row leaves in one copy per
+    group, and each member's first `n` rows are still one contiguous array for the graph."""
+
+    def __init__(self):
+        self.n = 0
+        self.groups: dict[str, np.ndarray] = {}
+
+    def __getitem__(self, group: str) -> np.ndarray:
+        return self.groups[group][:, : self.n]
+
+    def append(self, new: dict[str, np.ndarray | list[np.ndarray]], count: int) -> None:
+        """new: each group's arrays for the `count` joining rows, (members, count, ...), or a
+        list of its members (count, ...), written in place without stacking them first."""
+        end = self.n + count
+        room = next(iter(self.groups.values())).shape[1] if self.groups else 0
+        if end > room:  # grow: twice the room, at least 16 rows
+            room = max(end, 2 * room, 16)
+            for name, x in new.items():
+                members, first = (len(x), x[0]) if isinstance(x, list) else (x.shape[0], x[0])
+                grown = np.zeros((members, room, *first.shape[1:]), dtype=first.dtype)
+                if name in self.groups:
+                    grown[:, : self.n] = self.groups[name][:, : self.n]
+                self.groups[name] = grown
+        for name, x in new.items():
+            if isinstance(x, list):
+                for member, rows in zip(self.groups[name], x, strict=True):
+                    member[self.n : end] = rows
+            else:
+                self.groups[name][:, self.n : end] = x
+        self.n = end
+
+    def remove(self, gone: list[int]) -> list[tuple[int, int]]:
+        """Drop the rows `gone` (ascending): the live rows past the new end move into the holes
+        before it. Returns the (to, from) moves, for the caller's own list of rows."""
+        end = self.n - len(gone)
+        holes = [i for i in gone if i < end]
+        movers = []
+        if holes:
+            left = set(gone)
+            movers = [j for j in range(end, self.n) if j not in left]
+            for array in self.groups.values():
+                if len(holes) == 1:  # most steps: one row leaves; a plain copy, no index arrays
+                    array[:, holes[0]] = array[:, movers[0]]
+                else:
+                    array[:, holes] = array[:, movers]
+        self.n = end
+        return list(zip(holes, movers, strict=True))
+
+    def clear(self) -> None:
+        self.n = 0
+
+
 class Stepper:
     def __init__(self, decoder: GraphRunner, context: GraphRunner, cached: bool, bos: int, eos: int,
                  pad: int, positions: int):
@@ -100,9 +159,15 @@ class Stepper:
         self._joining: list[Sequence] = []
         self._task: asyncio.Task | None = None
         self._rows: list[Sequence] = []
-        past = decoder.inputs[4].shape if cached else None
-        self._past_shape = tuple(past[1:]) if past is not None else None  # (L, 2, P, D)
-        self._arrays: dict[str, np.ndarray] = {}
+        self._state = _Rows()
+        # The graph's inputs after token, position and source: the context arrays (as many as
+        # the context graph gives), then, with a cache, the past arrays (B, H, P, dk), each
+        # paired with the new output (B, H, dk) at the same place after logits and attention.
+        self._contexts = len(context.outputs) if cached else 1
+        state = decoder.inputs[3 + self._contexts:] if cached else []
+        self._past_shape = (len(state), *state[0].shape[1:]) if state else None  # (M, H, P, dk)
+        if any(tuple(s.shape[1:]) != self._past_shape[1:] for s in state):
+            raise ValueError("the cached decoder's past inputs must all have one shape")
 
     def add(self, seq: Sequence) -> Sequence:
         """Join `seq` at the next step (the loop starts if it is not running)."""
@@ -122,7 +187,8 @@ class Stepper:
         except BaseException as exc:  # every running sequence learns it; the loop ends
             for seq in [*self._rows, *self._joining]:
                 seq._push(None, exc if isinstance(exc, Exception) else RuntimeError("decoding stopped"))
-            self._rows, self._joining, self._arrays = [], [], {}
+            self._rows, self._joining = [], []
+            self._state.clear()
             if not isinstance(exc, Exception):
                 raise
 
@@ -144,13 +210,18 @@ class Stepper:
             await self._admit(joining)
         if not self._rows:
             return bool(self._joining)  # some arrived while the context graph ran
-        a = self._arrays
+        a = self._state
+        token, position = a["ints"][:2]
         if self.cached:
-            logits, attention, a["past"] = await self._call(
-                self.decoder, a["token"], a["position"], a["context"], a["source"], a["past"])
+            past = a["past"]
+            logits, attention, *new = await self._call(
+                self.decoder, token, position, a["source"][0], *a["context"], *past)
+            rows = np.arange(a.n)
+            for cache, written in zip(past, new, strict=True):  # into slot `position` of each row
+                cache[rows, :, position] = written
         else:
-            logits, attention = await self._call(
-                self.decoder, a["prefix"], a["position"], a["context"], a["source"])
+            logits, attention = await self._call(self.decoder, a["prefix"][0], position, a["context"][0],
+                                                 a["source"][0])
         self._choose(logits, attention)
         return True
 
@@ -165,10 +236,12 @@ class Stepper:
 
     def _drop_left(self) -> None:
         """Drop the rows whose streams left."""
-        keep = [i for i, seq in enumerate(self._rows) if not seq.left]
-        if len(keep) < len(self._rows):
-            self._rows = [self._rows[i] for i in keep]
-            self._arrays = {k: v[keep] for k, v in self._arrays.items()}
+        gone = [i for i, seq in enumerate(self._rows) if seq.left]
+        if gone:
+            rows = self._rows
+            for to, from_ in self._state.remove(gone):
+                rows[to] = rows[from_]
+            del rows[self._state.n :]
 
     async def _admit(self, joining: list[Sequence]) -> None:
         """The context of every joining sequence in one call, then their rows appended; if that
@@ -176,7 +249,7 @@ class Stepper:
         n = len(joining)
         source = np.concatenate([s.source for s in joining])
         try:
-            context = (await self._call(self.context, source))[0]
+            context = await self._call(self.context, source)
         except BaseException as exc:
             for seq in joining:
                 seq._push(None, exc if isinstance(exc, Exception) else RuntimeError("decoding stopped"))
@@ -185,51 +258,48 @@ class Stepper:
             return
         keep = [i for i, s in enumerate(joining) if not s.left]  # left during the call
         if len(keep) < n:
-            joining, source, context, n = [joining[i] for i in keep], source[keep], context[keep], len(keep)
+            joining, source, n = [joining[i] for i in keep], source[keep], len(keep)
+            context = [c[keep] for c in context]
             if not n:
                 return
         self._drop_left()  # rows that finished their streams during the call
-        new = {
-            "token": np.full(n, self.bos, dtype=np.int64),
-            "position": np.zeros(n, dtype=np.int64),
-            "context": context,
-            "source": source,
-            "steps": np.zeros(n, dtype=np.int64),
-            "max_tokens": np.array([s.max_tokens for s in joining], dtype=np.int64),
-            "greedy": np.array([s.temperature == 0 for s in joining]),
-        }
-        if self.cached:
-            new["past"] = np.zeros((n, *self._past_shape), dtype=np.float32)
+        ints = np.zeros((4, n), dtype=np.int64)  # token, position, steps, max_tokens
+        ints[0] = self.bos
+        ints[3] = [s.max_tokens for s in joining]
+        new = {"ints": ints, "source": source[None], "context": list(context),
+               "greedy": np.array([[s.temperature == 0 for s in joining]])}
+        if self.cached:  # zeros: no slot is read before its step writes it (the mask)
+            new["past"] = np.zeros((self._past_shape[0], n, *self._past_shape[1:]), dtype=np.float32)
         else:
-            new["prefix"] = np.full((n, self.positions), self.pad, dtype=np.int64)
-            new["prefix"][:, 0] = self.bos
+            new["prefix"] = np.full((1, n, self.positions), self.pad, dtype=np.int64)
+            new["prefix"][0, :, 0] = self.bos
         for seq in joining:  # sampled rows only: seeding a generator costs 50 µs
             if seq.temperature > 0:
                 seq._rng = np.random.Generator(np.random.PCG64(seq.seed))
-        if self._arrays:
-            self._arrays = {k: np.concatenate([self._arrays[k], new[k]]) for k in new}
-        else:
-            self._arrays = new
+        self._state.append(new, n)
         self._rows += joining
 
     def _choose(self, logits: np.ndarray, attention: np.ndarray) -> None:
         """The next token of every row at once; sampled rows draw from their own generators."""
-        a = self._arrays
+        a = self._state
+        token, position, steps, max_tokens = a["ints"]
         logp = decoding.log_softmax(logits)  # (R, V) float64, as decode() computes it
         chosen = logp.argmax(axis=-1)  # ties to the lowest index, as decode()
-        for i in np.flatnonzero(~a["greedy"]):
-            seq = self._rows[i]
-            chosen[i] = decoding.sample_token(logp[i], seq._rng, seq.temperature, seq.top_k, seq.top_p)
+        greedy = a["greedy"][0]
+        if not greedy.all():
+            for i in np.flatnonzero(~greedy):
+                seq = self._rows[i]
+                chosen[i] = decoding.sample_token(logp[i], seq._rng, seq.temperature, seq.top_k, seq.top_p)
         picked = logp[np.arange(len(chosen)), chosen]
-        a["steps"] += 1
+        steps += 1
         stopped = chosen == self.eos
-        done = stopped | (a["steps"] >= a["max_tokens"])
+        done = stopped | (steps >= max_tokens)
         attention = np.asarray(attention, dtype=np.float32)
         rows = self._rows
         # The streams woken first write first: the sequences that joined at this step, so a new
         # request's first token does not wait behind every running stream's next one.
-        first = np.flatnonzero(a["steps"] == 1)
-        order = range(len(rows)) if len(first) in (0, len(rows)) else [*first, *np.flatnonzero(a["steps"] > 1)]
+        first = np.flatnonzero(steps == 1)
+        order = range(len(rows)) if len(first) in (0, len(rows)) else [*first, *np.flatnonzero(steps > 1)]
         tokens, logps, ended, eos = chosen.tolist(), picked.tolist(), done.tolist(), stopped.tolist()
         for i in order:
             reason = None
@@ -237,8 +307,8 @@ class Stepper:
                 reason = decoding.FINISH_STOP if eos[i] else decoding.FINISH_LENGTH
                 rows[i].left = True
             rows[i]._push(Step(tokens[i], attention[i], logps[i], reason))
-        a["position"] += 1  # the chosen token sits at the next position
-        a["token"] = chosen
+        position += 1  # the chosen token sits at the next position
+        token[:] = chosen
         if not self.cached:
             going = np.flatnonzero(~done)
-            a["prefix"][going, a["position"][going]] = chosen[going]
+            a["prefix"][0, going, position[going]] = chosen[going]

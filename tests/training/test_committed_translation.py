@@ -120,29 +120,35 @@ def test_the_services_decoding_loop_gives_the_same_greedy_tokens(model):
 
 def test_the_cached_decoder_step_gives_the_full_prefix_greedy_tokens(model, held_out_greedy):
     """decoder_cached.onnx, fed each row's newest token, its key/value cache and cross_kv.onnx's
-    keys and values of its source (rows leave as they finish), chooses what decoder.onnx chooses."""
+    keys and values of its source (rows leave as they finish), chooses what decoder.onnx chooses;
+    each step's new keys and values go into slot `position` of the past arrays, as the service
+    writes them."""
     config, card, sessions = model
     numbers = held_out(card["seed"])[::10]  # 500 held-out numbers
     source = sources(config, numbers)
     want = [held_out_greedy[n] for n in numbers.tolist()]
     special = config["special_tokens"]
     cached = sessions["decoder_cached"]
-    past_shape = [d for d in cached.get_inputs()[4].shape[1:]]
-    cross = sessions["cross_kv"].run(None, {"source": source})[0]
+    cross = dict(zip([o.name for o in sessions["cross_kv"].get_outputs()],
+                     sessions["cross_kv"].run(None, {"source": source}), strict=True))
+    past_specs = [i for i in cached.get_inputs()[3:] if i.name not in cross]
     n = len(source)
     rows = np.arange(n)  # the live rows: finished ones leave, as in the service
     token = np.full(n, special["bos"], dtype=np.int64)
     position = np.zeros(n, dtype=np.int64)
-    past = np.zeros((n, *past_shape), dtype=np.float32)
+    past = {i.name: np.zeros((n, *i.shape[1:]), dtype=np.float32) for i in past_specs}
     got: list[list[int]] = [[] for _ in range(n)]
     for _ in range(config["max_output_tokens"]):
-        logits, _, past = cached.run(None, {"token": token, "position": position, "cross": cross[rows],
-                                            "source": source[rows], "past": past})
+        logits, _, *new = cached.run(None, {"token": token, "position": position, "source": source[rows],
+                                            **{k: v[rows] for k, v in cross.items()}, **past})
+        for array, written in zip(past.values(), new, strict=True):
+            array[np.arange(len(rows)), :, position] = written
         choice = logits.argmax(-1)
         live = choice != special["eos"]
         for r, c in zip(rows[live], choice[live], strict=True):
             got[r].append(int(c))
-        rows, token, position, past = rows[live], choice[live], position[live] + 1, past[live]
+        rows, token, position = rows[live], choice[live], position[live] + 1
+        past = {k: v[live] for k, v in past.items()}
         if not len(rows):
             break
     assert got == want
