@@ -15,9 +15,11 @@ connection for gRPC), with the CPU each call cost the server and the client (fro
 getrusage) and the rows one server CPU-second gives (the rate a core of its own would reach: on
 a machine shared with other work a server gets only a share of its core, and how big a share
 depends on the scheduler, not on the transport), then the two transports' floors with 64-row
-messages on the same core: a grpc.aio server answering a prepared reply (bench/grpc_echo.py)
-and a bare uvicorn app (bench/bare_uvicorn.py), neither running a model. The floor the issue sets: gRPC 64-row
-rows/s >= HTTP binary 64-row; it is printed both as measured and per server CPU-second.
+messages on the same core, neither running a model: gRPC servers answering a prepared reply
+(bench/grpc_echo.py: grpc.aio, grpcio's synchronous server, and that server handing each call to
+a coroutine on an event loop as modelserve does) and a bare uvicorn app (bench/bare_uvicorn.py).
+The floor the issue sets: gRPC 64-row rows/s >= HTTP binary 64-row; it is printed both as
+measured and per server CPU-second.
 """
 
 import argparse
@@ -118,12 +120,13 @@ def main() -> None:
         if not args.no_floors:
             x = _sample(64)
             binary, binary_headers = _binary_body(x)
-            echo = [sys.executable, str(ROOT / "bench" / "grpc_echo.py"), "{grpc_port}", "64"]
             bare = [sys.executable, str(ROOT / "bench" / "bare_uvicorn.py"), "{port}"]
-            with _Server(echo, args.server_cpus, ready="grpc") as server:
-                for c in levels:
-                    rows.append(_measure(server, "gRPC floor (grpc.aio echo)", 64, c, _grpc_load,
-                                         (server.grpc, _grpc_request(x)), args.seconds))
+            for kind, label in _ECHOES.items():
+                echo = [sys.executable, str(ROOT / "bench" / "grpc_echo.py"), "{grpc_port}", "64", kind]
+                with _Server(echo, args.server_cpus, ready="grpc") as server:
+                    for c in levels:
+                        rows.append(_measure(server, f"gRPC floor ({label})", 64, c, _grpc_load,
+                                             (server.grpc, _grpc_request(x)), args.seconds))
             with _Server(bare, args.server_cpus, ready="tcp") as server:
                 for c in levels:
                     rows.append(_measure(server, "HTTP floor (bare uvicorn)", 64, c, _wrk,
@@ -132,6 +135,13 @@ def main() -> None:
     if args.profile:
         for name in ("grpc", "http-binary"):
             _print_profile(args.profile / f"{name}.txt")
+
+
+_ECHOES = {  # bench/grpc_echo.py's servers
+    "aio": "grpc.aio echo",
+    "sync": "synchronous server echo",
+    "bridge": "synchronous server, reply from the event loop",
+}
 
 
 def _measure(server: "_Server", kind: str, size: int, concurrency: int, measure, load, seconds: float) -> Row:
