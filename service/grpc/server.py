@@ -29,9 +29,10 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 
 _READY_POLL_S = 0.2
-# Threads that wait on calls: as many calls run at once on the loop (more queue in the pool, as
-# HTTP connections queue in the kernel), each stream holds one for its length.
-_THREADS = 64
+# Threads that wait on calls: this many calls at once run on the loop (more wait in the pool, as
+# HTTP connections wait in the kernel); a stream (ModelStreamInfer, health Watch) holds one for
+# its length. An idle thread costs no CPU.
+_THREADS = 256
 
 
 class GrpcServer:
