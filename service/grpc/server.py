@@ -2,8 +2,9 @@
 that serves HTTP, so both transports share the DataPlane, its batchers, metrics and statistics.
 
 grpcio's synchronous server takes the calls (a pool thread each, waiting while its coroutine runs
-on the loop: service/grpc/bridge.py), not grpc.aio: on one core it costs a 64-row ModelInfer
-about 150 µs less, and the calls that wait meanwhile are batched (docs/BENCHMARKS.md).
+on the loop: service/grpc/bridge.py), not grpc.aio: on one core a 64-row ModelInfer with 64 in
+flight costs 130–200 µs less of server CPU, and calls that wait meanwhile are batched
+(docs/BENCHMARKS.md).
 
 With --workers N every worker process binds the gRPC port too, with SO_REUSEPORT, and the kernel
 spreads connections over them as it does for HTTP's shared socket. One process alone binds
