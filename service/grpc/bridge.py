@@ -42,22 +42,24 @@ class LoopContext:
         raise Abort(code, details, tuple(trailing_metadata))
 
 
+# How often a waiting handler thread checks that the loop still runs: the server drains before
+# the loop ends, so only a call that outlived the drain finds it closed.
+_WATCH_S = 1.0
+_GONE = "the server is shutting down"
+
+
 class _Call:
     """One unary call's coroutine on the loop, and the lock its handler thread waits on."""
 
-    __slots__ = ("done", "error", "loop", "result", "task")
+    __slots__ = ("done", "error", "result", "task")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop):
-        self.loop, self.task, self.result, self.error = loop, None, None, None
+    def __init__(self):
+        self.task, self.result, self.error = None, None, None
         self.done = _thread.allocate_lock()  # held until the coroutine ends (cheaper than an Event)
         self.done.acquire()
 
-    def start(self, coroutine) -> None:  # on the loop
-        if self.error is not None:  # the call ended before it began
-            coroutine.close()
-            self.done.release()
-            return
-        self.task = self.loop.create_task(coroutine)
+    def start(self, loop: asyncio.AbstractEventLoop, coroutine) -> None:  # on the loop
+        self.task = loop.create_task(coroutine)
         self.task.add_done_callback(self._finish)
 
     def _finish(self, task: asyncio.Task) -> None:  # on the loop
@@ -69,26 +71,21 @@ class _Call:
             self.result = task.result()
         self.done.release()
 
-    def cancel(self) -> None:  # grpc's callback when the RPC ends: the client left, or its deadline
-        if not self.done.locked():
-            return  # finished: nothing to stop
-        self.loop.call_soon_threadsafe(self._cancel)
-
-    def _cancel(self) -> None:  # on the loop
-        if self.task is None:
-            self.error = asyncio.CancelledError()
-        else:
-            self.task.cancel()
-
 
 def unary(loop: asyncio.AbstractEventLoop, method):
     """A synchronous handler for `async def method(request, context) -> reply`."""
 
     def handle(request, context):
-        call = _Call(loop)
-        loop.call_soon_threadsafe(call.start, method(request, LoopContext(context)))
-        context.add_callback(call.cancel)
-        call.done.acquire()
+        call, coroutine = _Call(), method(request, LoopContext(context))
+        if not _on_loop(loop, call.start, loop, coroutine):
+            coroutine.close()
+            context.abort(grpc.StatusCode.UNAVAILABLE, _GONE)
+        # Called when the RPC ends, however: the client left or its deadline passed, stop the
+        # work (started before this callback can run: the loop runs callbacks in order).
+        context.add_callback(lambda: call.done.locked() and _on_loop(loop, _cancel, call))
+        while not call.done.acquire(timeout=_WATCH_S):
+            if loop.is_closed():
+                context.abort(grpc.StatusCode.UNAVAILABLE, _GONE)
         if call.error is not None:
             _raise(call.error, context)
         return call.result
@@ -118,15 +115,37 @@ def stream(loop: asyncio.AbstractEventLoop, method):
             finally:
                 replies.put(_END)
 
-        task_box: list[asyncio.Task] = []
-        loop.call_soon_threadsafe(lambda: task_box.append(loop.create_task(pump())))
-        context.add_callback(lambda: loop.call_soon_threadsafe(lambda: task_box and task_box[0].cancel()))
-        while (reply := replies.get()) is not _END:
+        started: list[asyncio.Task] = []
+        if not _on_loop(loop, lambda: started.append(loop.create_task(pump()))):
+            context.abort(grpc.StatusCode.UNAVAILABLE, _GONE)
+        context.add_callback(lambda: _on_loop(loop, lambda: started[0].cancel()))
+        while True:
+            try:
+                reply = replies.get(timeout=_WATCH_S)
+            except queue.Empty:
+                if loop.is_closed():
+                    context.abort(grpc.StatusCode.UNAVAILABLE, _GONE)
+                continue
+            if reply is _END:
+                return
             if isinstance(reply, _Failed):
                 _raise(reply.error, context)
             yield reply
 
     return handle
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop, callback, *args) -> bool:
+    """Run `callback(*args)` on the loop from another thread; False once the loop has closed."""
+    try:
+        loop.call_soon_threadsafe(callback, *args)
+    except RuntimeError:
+        return False
+    return True
+
+
+def _cancel(call: _Call) -> None:  # on the loop, after the call's start
+    call.task.cancel()
 
 
 class _Failed:
