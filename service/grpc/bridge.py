@@ -11,6 +11,7 @@ them as it gathers HTTP's.
 import _thread
 import asyncio
 import queue
+import threading
 
 import grpc
 
@@ -95,13 +96,26 @@ def unary(loop: asyncio.AbstractEventLoop, method):
 
 def stream(loop: asyncio.AbstractEventLoop, method):
     """A synchronous handler for `async def method(requests, context)` yielding replies: requests
-    read in a worker thread, replies handed back through a queue."""
+    read by a thread of the stream's own, replies handed back through a queue."""
 
     def handle(request_iterator, context):
         replies: queue.SimpleQueue = queue.SimpleQueue()
+        arrived: asyncio.Queue = asyncio.Queue()
+
+        def read() -> None:
+            # Its own thread, not the loop's executor: a client may hold its request stream open
+            # for as long as it likes, and a few such streams would fill that executor.
+            try:
+                for request in request_iterator:
+                    if not _on_loop(loop, arrived.put_nowait, request):
+                        return
+            except grpc.RpcError:
+                pass  # the RPC ended (the client left): its callback cancels the work
+            finally:
+                _on_loop(loop, arrived.put_nowait, _END)
 
         async def requests():
-            while (request := await loop.run_in_executor(None, next, request_iterator, _END)) is not _END:
+            while (request := await arrived.get()) is not _END:
                 yield request
 
         async def pump():
@@ -118,6 +132,7 @@ def stream(loop: asyncio.AbstractEventLoop, method):
         started: list[asyncio.Task] = []
         if not _on_loop(loop, lambda: started.append(loop.create_task(pump()))):
             context.abort(grpc.StatusCode.UNAVAILABLE, _GONE)
+        threading.Thread(target=read, name="grpc-stream-requests", daemon=True).start()
         context.add_callback(lambda: _on_loop(loop, lambda: started[0].cancel()))
         while True:
             try:
