@@ -1,28 +1,32 @@
-"""grpcio's own floor: a grpc.aio server whose ModelInfer answers a prepared reply, no model.
+"""grpcio's own floor: a gRPC server whose ModelInfer answers a prepared reply, no model.
 
-Run: python bench/grpc_echo.py PORT ROWS
+Run: python bench/grpc_echo.py PORT ROWS [aio|sync|bridge]
 
 The request is taken as bytes and never parsed; the reply is the serialized ModelInferResponse
 that modelserve sends for ROWS rows of the benchmark MLP (one FP32 output of shape [ROWS, 10]),
-so the bytes on the wire match the real call's. On uvloop, as uvicorn runs modelserve. What this
-costs per call is what any grpc.aio server pays before doing any work; bench/bare_uvicorn.py is
-the same floor for HTTP.
+so the bytes on the wire match the real call's. Three servers, with grpcio set as modelserve sets
+it (service/grpc/__init__.py):
+
+- aio: grpc.aio on uvloop, the reply from a coroutine (what modelserve ran before);
+- sync: grpcio's synchronous server, the reply from a pool thread;
+- bridge: the synchronous server handing each call to a coroutine on a uvloop event loop and
+  waiting for it (service/grpc/bridge.py), which is what modelserve pays before its own work.
+
+bench/bare_uvicorn.py is the same floor for HTTP.
 """
 
-import asyncio
 import sys
+from concurrent import futures
 from pathlib import Path
 
 import grpc
 import numpy as np
+import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# Importing service.grpc sets grpcio's options (read when the first server starts, not at import).
+from service.grpc import bridge
 from service.grpc.protocol import SERVICE_NAME, pb
-
-try:
-    import uvloop
-except ImportError:  # asyncio's own loop: slower, still a floor
-    uvloop = None
 
 
 def reply(rows: int) -> bytes:
@@ -32,20 +36,40 @@ def reply(rows: int) -> bytes:
     return response.SerializeToString()
 
 
-async def serve(port: int, rows: int) -> None:
-    answer = reply(rows)
+def handlers(infer) -> grpc.GenericRpcHandler:
+    handler = grpc.unary_unary_rpc_method_handler(infer)  # no (de)serializers: bytes both ways
+    return grpc.method_handlers_generic_handler(SERVICE_NAME, {"ModelInfer": handler})
 
+
+async def serve_aio(port: int, answer: bytes) -> None:
     async def infer(request: bytes, context) -> bytes:
         return answer
 
     server = grpc.aio.server()
-    handler = grpc.unary_unary_rpc_method_handler(infer)  # no (de)serializers: bytes both ways
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, {"ModelInfer": handler}),))
+    server.add_generic_rpc_handlers((handlers(infer),))
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     await server.wait_for_termination()
 
 
+def serve_sync(port: int, answer: bytes, through_loop: bool) -> None:
+    server = grpc.server(futures.ThreadPoolExecutor(64))
+    loop = uvloop.new_event_loop()
+
+    async def infer(request: bytes, context) -> bytes:
+        return answer
+
+    infer_in_thread = bridge.unary(loop, infer) if through_loop else lambda request, context: answer
+    server.add_generic_rpc_handlers((handlers(infer_in_thread),))
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    loop.run_forever() if through_loop else server.wait_for_termination()
+
+
 if __name__ == "__main__":
-    main = serve(int(sys.argv[1]), int(sys.argv[2]))
-    uvloop.run(main) if uvloop else asyncio.run(main)
+    port, answer = int(sys.argv[1]), reply(int(sys.argv[2]))
+    kind = sys.argv[3] if len(sys.argv) > 3 else "aio"
+    if kind == "aio":
+        uvloop.run(serve_aio(port, answer))
+    else:
+        serve_sync(port, answer, through_loop=kind == "bridge")

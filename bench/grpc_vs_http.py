@@ -12,12 +12,15 @@ pays for building requests (perf_analyzer, Triton's load tool, would drive both;
 package ships no binary for this machine). Prints a markdown table of rows/s for 1-row and
 64-row requests at each concurrency (connections for wrk, calls in flight on one HTTP/2
 connection for gRPC), with the CPU each call cost the server and the client (from /proc and
-getrusage) and the rows one server CPU-second gives (the rate a core of its own would reach: on
-a machine shared with other work a server gets only a share of its core, and how big a share
-depends on the scheduler, not on the transport), then the two transports' floors with 64-row
-messages on the same core: a grpc.aio server answering a prepared reply (bench/grpc_echo.py)
-and a bare uvicorn app (bench/bare_uvicorn.py), neither running a model. The floor the issue sets: gRPC 64-row
-rows/s >= HTTP binary 64-row; it is printed both as measured and per server CPU-second.
+getrusage), the rows per execution of the model (its batching, from its statistics) and the rows
+one server CPU-second gives (the rate a core of its own would reach: on a machine shared with
+other work a server gets only a share of its core, and how big a share depends on the
+scheduler, not on the transport), then the two transports' floors with 64-row
+messages on the same core, neither running a model: gRPC servers answering a prepared reply
+(bench/grpc_echo.py: grpc.aio, grpcio's synchronous server, and that server handing each call to
+a coroutine on an event loop as modelserve does) and a bare uvicorn app (bench/bare_uvicorn.py).
+The floor the issue sets: gRPC 64-row rows/s >= HTTP binary 64-row; it is printed both as
+measured and per server CPU-second.
 """
 
 import argparse
@@ -66,6 +69,7 @@ class Row:
     server_us: float  # server CPU per call (all its threads), microseconds
     server_share: float  # of one core, over the run
     client_us: float  # load generator CPU per call
+    rows_per_execution: float | None = None  # the model's executions, from its statistics
 
 
 def main() -> None:
@@ -118,12 +122,13 @@ def main() -> None:
         if not args.no_floors:
             x = _sample(64)
             binary, binary_headers = _binary_body(x)
-            echo = [sys.executable, str(ROOT / "bench" / "grpc_echo.py"), "{grpc_port}", "64"]
             bare = [sys.executable, str(ROOT / "bench" / "bare_uvicorn.py"), "{port}"]
-            with _Server(echo, args.server_cpus, ready="grpc") as server:
-                for c in levels:
-                    rows.append(_measure(server, "gRPC floor (grpc.aio echo)", 64, c, _grpc_load,
-                                         (server.grpc, _grpc_request(x)), args.seconds))
+            for kind, label in _ECHOES.items():
+                echo = [sys.executable, str(ROOT / "bench" / "grpc_echo.py"), "{grpc_port}", "64", kind]
+                with _Server(echo, args.server_cpus, ready="grpc") as server:
+                    for c in levels:
+                        rows.append(_measure(server, f"gRPC floor ({label})", 64, c, _grpc_load,
+                                             (server.grpc, _grpc_request(x)), args.seconds))
             with _Server(bare, args.server_cpus, ready="tcp") as server:
                 for c in levels:
                     rows.append(_measure(server, "HTTP floor (bare uvicorn)", 64, c, _wrk,
@@ -134,8 +139,16 @@ def main() -> None:
             _print_profile(args.profile / f"{name}.txt")
 
 
+_ECHOES = {  # bench/grpc_echo.py's servers
+    "aio": "grpc.aio echo",
+    "sync": "synchronous server echo",
+    "bridge": "synchronous server, reply from the event loop",
+}
+
+
 def _measure(server: "_Server", kind: str, size: int, concurrency: int, measure, load, seconds: float) -> Row:
     """One row: the load's rates, and the CPU the server and the client spent per call."""
+    counts_before = server.counts()
     server_before, began = procstat.cpu_seconds(server.process.pid), time.perf_counter()
     client_before = _client_cpu()
     requests_per_s, p50, p99, errors = measure(*load, concurrency, seconds)
@@ -143,8 +156,12 @@ def _measure(server: "_Server", kind: str, size: int, concurrency: int, measure,
     server_cpu = procstat.cpu_seconds(server.process.pid) - server_before
     client_cpu = _client_cpu() - client_before
     calls = max(requests_per_s * elapsed, 1.0)
+    per_execution = None
+    if counts_before is not None:  # the batching the calls got (a gRPC load's 20 warm-up calls among them)
+        (rows_before, executions_before), (rows_after, executions_after) = counts_before, server.counts()
+        per_execution = (rows_after - rows_before) / max(executions_after - executions_before, 1)
     return Row(kind, size, concurrency, requests_per_s * size, p50, p99, errors,
-               server_cpu / calls * 1e6, server_cpu / elapsed, client_cpu / calls * 1e6)
+               server_cpu / calls * 1e6, server_cpu / elapsed, client_cpu / calls * 1e6, per_execution)
 
 
 def _client_cpu() -> float:
@@ -308,6 +325,14 @@ class _Server:
         with socket.socket() as sock:
             return sock.connect_ex(("127.0.0.1", self.port)) == 0
 
+    def counts(self) -> tuple[int, int] | None:
+        """The MLP's (inference_count, execution_count) from modelserve's statistics; None for
+        the floors, which run no model."""
+        if self.ready != "http":
+            return None
+        stats = httpx.get(f"{self.url}/v2/models/mlp/stats", timeout=10).json()["model_stats"][0]
+        return stats["inference_count"], stats["execution_count"]
+
     def __exit__(self, *exc) -> None:
         self.process.terminate()
         self.process.wait(timeout=30)
@@ -328,12 +353,12 @@ def _print(rows: list[Row], args, started, load_before, load_after) -> None:
     # rows per server CPU-second: the rate a core of its own would give, whatever share of its
     # core the server got on a machine shared with other work.
     print("| transport | rows per request | concurrent | rows/s | p50 ms | p99 ms | errors "
-          "| server µs/call | server core | rows per server CPU-s | client µs/call |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| server µs/call | server core | rows per server CPU-s | client µs/call | rows per execution |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r.kind} | {r.size} | {r.concurrency} | {r.rows_per_s:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
               f"| {r.errors} | {r.server_us:,.0f} | {r.server_share:.0%} | {r.size / r.server_us * 1e6:,.0f} "
-              f"| {r.client_us:,.0f} |")
+              f"| {r.client_us:,.0f} | {'' if r.rows_per_execution is None else f'{r.rows_per_execution:.1f}'} |")
     kinds = ("gRPC", "HTTP binary")
     best = {k: max((r for r in rows if r.kind == k and r.size == 64), key=lambda r: r.rows_per_s) for k in kinds}
     cheapest = {k: min((r for r in rows if r.kind == k and r.size == 64), key=lambda r: r.server_us) for k in kinds}

@@ -1,5 +1,10 @@
-"""The grpc.aio server: started in the app's lifespan, in the same event loop as HTTP, so both
-transports share the DataPlane, its batchers, metrics and statistics.
+"""The gRPC server: started in the app's lifespan; its RPCs run as coroutines on the event loop
+that serves HTTP, so both transports share the DataPlane, its batchers, metrics and statistics.
+
+grpcio's synchronous server takes the calls (a pool thread each, waiting while its coroutine runs
+on the loop: service/grpc/bridge.py), not grpc.aio: on one core a 64-row ModelInfer with 64 in
+flight costs 130–200 µs less of server CPU, and calls that wait meanwhile are batched
+(docs/BENCHMARKS.md).
 
 With --workers N every worker process binds the gRPC port too, with SO_REUSEPORT, and the kernel
 spreads connections over them as it does for HTTP's shared socket. One process alone binds
@@ -8,6 +13,7 @@ without it, so a second server on the same port fails to start instead of silent
 
 import asyncio
 import logging
+from concurrent import futures
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -15,6 +21,7 @@ from grpc_reflection.v1alpha import reflection
 
 from service.access import KeyRules
 from service.dataplane import DataPlane
+from service.grpc import bridge
 from service.grpc.protocol import SERVICE, SERVICE_NAME, pb
 from service.grpc.servicer import InferenceServicer, Malformed
 from service.protocol.v2_codec import Limits
@@ -23,6 +30,10 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 
 _READY_POLL_S = 0.2
+# Threads that wait on calls: this many calls at once run on the loop (more wait in the pool, as
+# HTTP connections wait in the kernel); a stream (ModelStreamInfer, health Watch) holds one for
+# its length. An idle thread costs no CPU.
+_THREADS = 256
 
 
 class GrpcServer:
@@ -35,12 +46,12 @@ class GrpcServer:
             ("grpc.max_send_message_length", -1),
             ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
         ]
-        self.server = grpc.aio.server(options=options)
         servicer = InferenceServicer(
             dataplane, KeyRules.from_settings(settings), limits, settings.request_timeout_s, settings.access_log
         )
-        self.server.add_generic_rpc_handlers((_handlers(servicer),))
-        self.health = health.aio.HealthServicer()
+        self.server = grpc.server(futures.ThreadPoolExecutor(_THREADS, "grpc"), options=options)
+        self.server.add_generic_rpc_handlers((_handlers(servicer, asyncio.get_running_loop()),))
+        self.health = health.HealthServicer()  # thread-safe: set from the loop, read by grpc's threads
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
         self.address = f"{_host(settings.host)}:{settings.grpc_port}"
@@ -50,8 +61,8 @@ class GrpcServer:
     async def start(self) -> None:
         if self.server.add_insecure_port(self.address) == 0:
             raise RuntimeError(f"gRPC could not listen on {self.address}")
-        await self._serving(False)
-        await self.server.start()
+        self._serving(False)
+        self.server.start()
         self._watch = asyncio.create_task(self._serve_once_ready())
         log.info("gRPC listening on %s", self.address)
 
@@ -69,36 +80,40 @@ class GrpcServer:
         await self._stopping
 
     async def _stop(self, grace_s: float) -> None:
-        await self.health.enter_graceful_shutdown()
-        await self.server.stop(grace_s)
+        self.health.enter_graceful_shutdown()
+        # stop() refuses new calls at once; the calls in flight need the loop running to end.
+        await asyncio.to_thread(self.server.stop(grace_s).wait)
 
     async def _serve_once_ready(self) -> None:
         # The health service says SERVING once every model has loaded or failed, as /v2/health/ready.
         while not self.dataplane.ready():
             await asyncio.sleep(_READY_POLL_S)
-        await self._serving(True)
+        self._serving(True)
 
-    async def _serving(self, ready: bool) -> None:
+    def _serving(self, ready: bool) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if ready else health_pb2.HealthCheckResponse.NOT_SERVING
         for name in ("", SERVICE_NAME):
-            await self.health.set(name, status)
+            self.health.set(name, status)
 
 
 def _host(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
-def _handlers(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
-    """The service's method handlers, built from its descriptor with a deserializer that turns
-    bytes which are not the message into `Malformed`, so they get INVALID_ARGUMENT and a
-    message rather than grpc's bare INTERNAL."""
+def _handlers(servicer: InferenceServicer, loop: asyncio.AbstractEventLoop) -> grpc.GenericRpcHandler:
+    """The service's method handlers, built from its descriptor, each running its coroutine on
+    `loop`, with a deserializer that turns bytes which are not the message into `Malformed`, so
+    they get INVALID_ARGUMENT and a message rather than grpc's bare INTERNAL."""
     handlers = {}
     for method in SERVICE.methods:
         implementation = getattr(servicer, method.name, None)
         if implementation is None:
             continue  # not served: grpc answers UNIMPLEMENTED
         request_class = getattr(pb, method.input_type.name)
-        make = grpc.stream_stream_rpc_method_handler if method.client_streaming else grpc.unary_unary_rpc_method_handler
+        if method.client_streaming:
+            make, implementation = grpc.stream_stream_rpc_method_handler, bridge.stream(loop, implementation)
+        else:
+            make, implementation = grpc.unary_unary_rpc_method_handler, bridge.unary(loop, implementation)
         handlers[method.name] = make(
             implementation,
             request_deserializer=lenient_parser(request_class),
