@@ -134,12 +134,29 @@ def http_request(request_id: str, method: str, path: str, model: str | None, ver
                  status: int, started: float) -> None:
     """The line of one HTTP request (the ASGI middleware's and the fast path's): `started` is
     its time.perf_counter() at arrival."""
-    request({
-        "request_id": request_id,
-        "method": method,
-        "path": path,
-        "model": model,
-        "version": version,
-        "status": status,
-        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-    })
+    # Whole microseconds: the value round(ms, 3) gives but at a tie, for half round()'s cost.
+    duration_ms = int((time.perf_counter() - started) * 1e6 + 0.5) / 1000
+    if _batch.handler is None or type(request_id) is not str or not log.isEnabledFor(logging.INFO):
+        request({"request_id": request_id, "method": method, "path": path, "model": model, "version": version,
+                 "status": status, "duration_ms": duration_ms})
+        return
+    # The line `request` would write for this entry, from pieces: the method, path, model and
+    # version of most lines are a few strings, whose JSON is kept (measured: the dict and its
+    # orjson.dumps were half the cost of a line).
+    _batch.add(_HTTP_LINE % (timestamp(time.time()).encode(), orjson.dumps(request_id), _json_text(method),
+                             _json_text(path), _json_text(model), _json_text(version), status,
+                             orjson.dumps(duration_ms)))
+
+
+_HTTP_LINE = _PREFIX + b'"request_id":%s,"method":%s,"path":%s,"model":%s,"version":%s,"status":%d,"duration_ms":%s}'
+_texts: dict[str | None, bytes] = {None: b"null"}
+_MOST_TEXTS = 4096  # paths and names come from clients: keep a bounded number
+
+
+def _json_text(value: str | None) -> bytes:
+    text = _texts.get(value)
+    if text is None:
+        text = orjson.dumps(value, default=str)
+        if len(_texts) < _MOST_TEXTS:
+            _texts[value] = text
+    return text
