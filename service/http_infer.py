@@ -27,11 +27,12 @@ import time
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from service import access_log
+from service.access import RouteClass
 from service.errors import ClientDisconnected
 from service.http_protocol import HeadTimeoutProtocol
 from service.middleware import body_limit, timeout
 from service.middleware.request_log import request_id_from
-from service.middleware.routes import INFER_PATH, route_class
+from service.middleware.routes import INFER_PATH
 from service.protocol.body import decoded
 from service.protocol.errors import render
 from service.protocol.fast_infer import InferSettings
@@ -125,7 +126,7 @@ class InferProtocol(HeadTimeoutProtocol):
         if declared is None or body_limit.refusal(declared, infer.max_bytes) is not None:
             return None
         path = self.url.decode()
-        if infer.rules.refusal(route_class(path), authorization) is not None:
+        if infer.rules.refusal(RouteClass.MODEL, authorization) is not None:  # route_class of every infer path
             return None
         name, version = match[1].decode(), match[2]
         return InferCycle(
@@ -232,47 +233,61 @@ class InferCycle:
                 content, headers = await infer_body(self.dataplane, infer.limits, self.name, self.version, body,
                                                     self.content_type, self.header_length)
                 status = 200
-                raw_headers = [(k.encode(), v.encode()) for k, v in headers.items()]
-                raw_headers.append((b"content-length", str(len(content)).encode()))
+                lines = _JSON_LINES if headers == _JSON_HEADERS else _header_lines(headers)
+                lines += b"content-length: %d\r\n" % len(content)
             except asyncio.CancelledError:
                 if not self.expired:  # shutdown's or a disconnection's, not our deadline's
                     raise
                 self.task.uncancel()
-                status, content, raw_headers = render(timeout.expiry(reading_body, infer.timeout_s))
+                status, content, lines = self._error(render(timeout.expiry(reading_body, infer.timeout_s)))
             except Exception as exc:  # noqa: BLE001  (rendered: a logged 500 unless a ServiceError)
-                status, content, raw_headers = render(exc, f"POST {self.path}")
+                status, content, lines = self._error(render(exc, f"POST {self.path}"))
             protocol.running = None  # answering now: the deadline no longer applies
-            await self._respond(status, raw_headers, content)
+            await self._respond(status, lines, content)
         finally:
             if protocol.running is self:
                 protocol.running = None
         if infer.access_log:
             access_log.http_request(self.request_id, "POST", self.path, self.name, self.version, status, self.started)
 
-    async def _respond(self, status: int, headers: list[tuple[bytes, bytes]], content: bytes) -> None:
+    def _error(self, rendered: tuple[int, bytes, list[tuple[bytes, bytes]]]) -> tuple[int, bytes, bytes]:
+        """An error's (status, body, header lines); a `Connection: close` among its headers
+        closes the connection after it (as uvicorn's send does)."""
+        status, content, headers = rendered
+        kept = []
+        for name, value in headers:
+            if name == b"connection" and b"close" in value.lower():
+                self.keep_alive = False
+            else:
+                kept.append((name, value))
+        return status, content, b"".join(b"%s: %s\r\n" % header for header in kept)
+
+    async def _respond(self, status: int, lines: bytes, content: bytes) -> None:
         """Write the whole response at once, as uvicorn's send would, then let the protocol start
-        the next pipelined request or its keep-alive timer."""
+        the next pipelined request or its keep-alive timer. `lines`: the headers, each ending
+        in CRLF."""
         protocol = self.protocol
         if protocol.flow.write_paused and not self.disconnected:
             await protocol.flow.drain()
         if self.disconnected:
             return
-        parts = [STATUS_LINE[status], _default_headers(protocol.server_state.default_headers)]
-        for name, value in headers:
-            if name == b"connection" and b"close" in value.lower():
-                self.keep_alive = False
-                continue
-            parts += (name, b": ", value, b"\r\n")
-        if self.request_id is not None:
-            parts += (b"x-request-id: ", self.request_id.encode(), b"\r\n")
-        if not self.keep_alive:
-            parts.append(b"connection: close\r\n")
-        parts += (b"\r\n", content)
-        protocol.transport.write(b"".join(parts))
+        request_id = b"" if self.request_id is None else b"x-request-id: %s\r\n" % self.request_id.encode()
+        protocol.transport.write(b"%s%s%s%s%s\r\n%s" % (
+            STATUS_LINE[status], _default_headers(protocol.server_state.default_headers), lines, request_id,
+            b"" if self.keep_alive else b"connection: close\r\n", content,
+        ))
         self.response_complete = True
         if not self.keep_alive:
             protocol.transport.close()
         protocol.on_response_complete()
+
+
+_JSON_HEADERS = {"content-type": "application/json"}  # the answer to a JSON request, nearly always
+_JSON_LINES = b"content-type: application/json\r\n"
+
+
+def _header_lines(headers: dict[str, str]) -> bytes:
+    return b"".join(b"%s: %s\r\n" % (name.encode(), value.encode()) for name, value in headers.items())
 
 
 _defaults: tuple[list, bytes] = ([], b"")
