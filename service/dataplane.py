@@ -209,6 +209,8 @@ async def _counted(events: AsyncIterator[Event], outcome: "_Outcome", items: int
 class _Outcome:
     """The bookkeeping of one request to a model: success with its items, or failure's reason."""
 
+    __slots__ = ("items", "labels", "model", "started")
+
     def __init__(self, model: ServedModel, protocol: str):
         self.model = model
         self.labels = (model.name, model.version, protocol)

@@ -24,6 +24,7 @@ import logging
 import re
 import time
 
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from service import access_log
@@ -78,6 +79,30 @@ class InferProtocol(HeadTimeoutProtocol):
         else:
             self.flow.pause_reading()
             self.pipeline.appendleft((cycle, None))
+
+    # uvicorn's on_body and on_message_complete, for a fast request: its head was checked not
+    # to be an upgrade, so the parser need not be asked again for every read.
+    def on_body(self, body: bytes) -> None:
+        cycle = self.cycle
+        if type(cycle) is not InferCycle:
+            super().on_body(body)
+            return
+        if cycle.response_complete:
+            return
+        cycle.body += body
+        if len(cycle.body) > HIGH_WATER_LIMIT:
+            self.flow.pause_reading()
+        cycle.set()
+
+    def on_message_complete(self) -> None:
+        cycle = self.cycle
+        if type(cycle) is not InferCycle:
+            super().on_message_complete()
+            return
+        if cycle.response_complete:
+            return
+        cycle.more_body = False
+        cycle.set()
 
     def _build_scope(self) -> None:
         """uvicorn's scope, by uvicorn's own code, over the head already read."""
