@@ -509,10 +509,15 @@ def _plain_json(model_name: str, model_version: str, outputs: dict[str, np.ndarr
         datatype = _PLAIN_DATATYPES.get(array.dtype)
         if datatype is None:
             return None
-        data = orjson.dumps(np.ascontiguousarray(array).reshape(-1), option=orjson.OPT_SERIALIZE_NUMPY)
+        shape = array.shape
+        if len(shape) == 2 and shape[0] == 1 and array.flags.c_contiguous:
+            # One row: its nested JSON is the flat one in one more pair of brackets.
+            data = orjson.dumps(array, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1]
+        else:
+            data = orjson.dumps(np.ascontiguousarray(array).reshape(-1), option=orjson.OPT_SERIALIZE_NUMPY)
         if b"null" in data:  # a non-finite float: json_data spells it as Triton does
             return None
-        parts.append(b"%s%s,\"data\":%s}" % (_tensor_head(name, datatype), orjson.dumps(array.shape), data))
+        parts.append(b"%s%s,\"data\":%s}" % (_tensor_head(name, datatype), orjson.dumps(shape), data))
     tail = b"]}" if request_id is None else b'],"id":%s}' % orjson.dumps(request_id)
     return _response_head(model_name, model_version) + b",".join(parts) + tail
 
