@@ -142,21 +142,28 @@ def http_request(request_id: str, method: str, path: str, model: str | None, ver
         return
     # The line `request` would write for this entry, from pieces: the method, path, model and
     # version of most lines are a few strings, whose JSON is kept (measured: the dict and its
-    # orjson.dumps were half the cost of a line).
-    _batch.add(_HTTP_LINE % (timestamp(time.time()).encode(), orjson.dumps(request_id), _json_text(method),
-                             _json_text(path), _json_text(model), _json_text(version), status,
-                             orjson.dumps(duration_ms)))
-
-
-_HTTP_LINE = _PREFIX + b'"request_id":%s,"method":%s,"path":%s,"model":%s,"version":%s,"status":%d,"duration_ms":%s}'
-_texts: dict[str | None, bytes] = {None: b"null"}
-_MOST_TEXTS = 4096  # paths and names come from clients: keep a bounded number
-
-
-def _json_text(value: str | None) -> bytes:
-    text = _texts.get(value)
+    # orjson.dumps were half the cost of a line; making the lines at flush time, all in one
+    # orjson call, cost more than this).
+    where = (method, path, model, version)
+    text = _texts.get(where)
     if text is None:
-        text = orjson.dumps(value, default=str)
-        if len(_texts) < _MOST_TEXTS:
-            _texts[value] = text
-    return text
+        text = b'"method":%s,"path":%s,"model":%s,"version":%s' % tuple(orjson.dumps(v, default=str) for v in where)
+        if len(_texts) < _MOST_TEXTS:  # paths and names come from clients: keep a bounded number
+            _texts[where] = text
+    _batch.add(_HTTP_LINE % (_time_text(), orjson.dumps(request_id), text, status, orjson.dumps(duration_ms)))
+
+
+_HTTP_LINE = _PREFIX + b'"request_id":%s,%s,"status":%d,"duration_ms":%s}'
+_texts: dict[tuple, bytes] = {}
+_MOST_TEXTS = 4096
+_time: tuple[int, bytes] = (0, b"")
+
+
+def _time_text() -> bytes:
+    """logs.timestamp's text of now, as bytes (made again once a millisecond)."""
+    global _time
+    now = time.time()
+    milli = int(now * 1000)
+    if milli != _time[0]:
+        _time = (milli, timestamp(now).encode())
+    return _time[1]
