@@ -236,7 +236,8 @@ class InferProtocol(HeadTimeoutProtocol):
 class InferCycle:
     """One infer request on the fast path. uvicorn's protocol feeds it (`body`, `more_body`,
     `message_event.set()`), marks it (`disconnected`, `keep_alive` on shutdown), asks whether
-    it is done (`response_complete`) and starts it (`run_asgi`), as its own cycles."""
+    it is done (`response_complete`) and starts it (`_start_asgi_task`: the connection's task runs
+    `run_asgi`), as its own cycles."""
 
     __slots__ = (
         "_waiter",

@@ -101,6 +101,8 @@ def test_a_shallow_depth_limit_still_applies():
     with pytest.raises(InvalidInput, match="nests deeper than 3"):
         decode_request(orjson.dumps(document), None, Limits(1000, 3))
     assert _outcome(document, Limits(1000, 4))[0]["t"][1] == (1,)
+    for depth in (3, 4, 5):
+        assert _outcome(document, Limits(1000, depth)) == _outcome(_general(document), Limits(1000, depth))
 
 
 NUMERIC = [d for d in V2_TO_NUMPY if d not in ("BYTES", "BF16")]
