@@ -78,7 +78,8 @@ class Batcher:
             raise Overloaded(f"queue is full ({self.policy.max_queue_size} requests waiting); retry shortly")
         loop = asyncio.get_running_loop()
         first = next(iter(feeds.values()))
-        key = tuple([(name, a.dtype.str, a.shape[1:]) for name, a in feeds.items()])
+        # The dtype itself, not its `.str` (a new string each time): equal dtypes compare and hash alike.
+        key = tuple([(name, a.dtype, a.shape[1:]) for name, a in feeds.items()])
         pending = _Pending(feeds, int(first.shape[0]), key, loop.create_future())
         self._queue.append(pending)
         self._pending_gauge.inc()

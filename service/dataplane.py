@@ -113,7 +113,8 @@ class DataPlane:
         """Check the tensors against the model's signature, run it, count the outcome."""
         with _Outcome(model, self.protocol) as outcome:
             model.check_inputs(inputs, datatypes)
-            check_outputs(model.outputs, output_names)
+            if output_names:
+                check_outputs(model.outputs, output_names)
             outputs = await model.infer(inputs, output_names)
             outcome.items = model.items(inputs)
         if output_names:
@@ -207,6 +208,8 @@ async def _counted(events: AsyncIterator[Event], outcome: "_Outcome", items: int
 
 class _Outcome:
     """The bookkeeping of one request to a model: success with its items, or failure's reason."""
+
+    __slots__ = ("items", "labels", "model", "started")
 
     def __init__(self, model: ServedModel, protocol: str):
         self.model = model

@@ -79,3 +79,28 @@ def test_shutdown_waits_no_longer_than_its_bound(repo):
         sock.close()
     finally:
         server.stop()
+
+
+def test_an_idle_kept_alive_connection_does_not_hold_shutdown(tmp_path):
+    # A connection's fast requests are answered by one task that waits for its next request:
+    # closing the idle connection at shutdown ends it, so uvicorn has nothing left to wait for.
+    onnx_models.save(onnx_models.add_constant(1.0), tmp_path / "repo", "m")
+    server = Server(tmp_path / "repo", env={"MODELSERVE_LOG_LEVEL": "info"}, args=["--shutdown-timeout-s", "20"])
+    try:
+        server.wait_ready()
+        sock = raw_http.connect(server.url)
+        body = json.dumps({"inputs": [{"name": "x", "shape": [1, 1], "datatype": "FP32", "data": [1.0]}]}).encode()
+        for _ in range(2):
+            raw_http.send_head(sock, "POST", "/v2/models/m/infer",
+                               {"Content-Type": "application/json", "Content-Length": str(len(body))})
+            sock.sendall(body)
+            status, _, answer = raw_http.read_response(sock)
+            assert status == 200 and json.loads(answer)["outputs"][0]["data"] == [2.0]
+        started = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=15) in (0, -signal.SIGTERM)
+        assert time.monotonic() - started < 10
+        assert "running task(s)" not in server.log()  # none cancelled at the bound
+        sock.close()
+    finally:
+        server.stop()

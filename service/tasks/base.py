@@ -70,7 +70,8 @@ class ServedModel:
 
     def items(self, inputs: dict[str, np.ndarray]) -> int:
         """How many inferences a request holds: its rows when the model batches, else 1."""
-        spec = self.inputs[0] if self.inputs else None
+        specs = self.inputs  # a property, often through a runner to its graph: read once
+        spec = specs[0] if specs else None
         if spec is not None and spec.has_batch_axis and spec.name in inputs:
             return int(inputs[spec.name].shape[0])
         return 1

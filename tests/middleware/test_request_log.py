@@ -61,3 +61,18 @@ def test_errors_are_logged_with_their_status_and_model(server):
     assert (line["status"], line["model"], line["version"]) == (404, "missing", "3")
     response = httpx.post(url + "/v2/models/text/infer", content=b"{not json", headers={"X-Request-ID": "e-400"})
     assert response.status_code == 400 and line_for(path, "e-400")["status"] == 400
+
+
+def test_lines_keep_their_shape_whatever_the_id_and_path_hold(server):
+    # A quote and a backslash are printable ASCII, so a client's id keeps them; an unknown
+    # model's name may hold anything its path can carry.
+    url, path = server
+    request_id = 'q"uote\\back'
+    response = httpx.post(url + "/v2/models/na\u00efve\"x/versions/2/infer", content=b"{}", headers={"X-Request-ID": request_id})
+    assert response.status_code == 404
+    line = line_for(path, request_id)
+    assert list(line) == ["time", "level", "logger", "message", "request_id", "method", "path", "model", "version",
+                          "status", "duration_ms"]
+    assert (line["model"], line["version"], line["status"]) == ("na\u00efve\"x", "2", 404)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line["time"])
+    assert isinstance(line["duration_ms"], float) and round(line["duration_ms"], 3) == line["duration_ms"]

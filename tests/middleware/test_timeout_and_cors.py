@@ -1,9 +1,13 @@
 """Per-request timeout (504) and CORS (off unless origins are set), on one real server."""
 
+import json
+import time
+
 import httpx
 import pytest
 
 from tests import onnx_models
+from tests.middleware import raw_http
 
 ORIGIN = "https://app.example"
 
@@ -37,6 +41,32 @@ def test_a_request_over_the_timeout_is_504(url):
 def test_a_request_within_the_timeout_answers(url):
     response = slow_infer(url, 1)
     assert response.status_code == 200 and response.json()["outputs"][0]["name"] == "y"
+
+
+def test_a_connection_is_served_after_one_of_its_requests_timed_out(url):
+    # One task answers a connection's infer requests in turn: the deadline's cancellation of
+    # one request must leave it answering the next ones. Those may time out too while the
+    # abandoned runs still hold the inference threads; once they end, one is answered.
+    sock = raw_http.connect(url)
+
+    def infer(iterations: int) -> int:
+        body = json.dumps({"inputs": [{"name": "iterations", "shape": [], "datatype": "INT64",
+                                       "data": [iterations]}]}).encode()
+        raw_http.send_head(sock, "POST", "/v2/models/slow/infer",
+                           {"Content-Type": "application/json", "Content-Length": str(len(body))})
+        sock.sendall(body)
+        return raw_http.read_response(sock)[0]
+
+    try:
+        assert infer(5_000) == 504
+        deadline = time.monotonic() + 60
+        statuses = [infer(1)]
+        while statuses[-1] != 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            statuses.append(infer(1))
+        assert statuses[-1] == 200 and set(statuses) <= {200, 504}, statuses
+    finally:
+        sock.close()
 
 
 def test_cors_preflight_and_response_headers_for_an_allowed_origin(url):
