@@ -5,6 +5,9 @@
 #   bash bench/gpu_check.sh                 # on a machine with an NVIDIA GPU and a driver
 #   bash bench/gpu_check.sh --dry-run       # anywhere: the same steps on the CPU, nothing installed
 #   bash bench/gpu_check.sh --project-venv  # put onnxruntime-gpu into .venv instead of a venv of its own
+#   bash bench/gpu_check.sh --python python3  # use this interpreter as it is, install nothing: for a
+#                                           # machine with no package index, after
+#                                           # bench/gpu_offline.sh unpack (PYTHONPATH set)
 #
 # Environment: GPU_VENV (default ~/.cache/modelserve-bench/gpu-venv), PYTHON (python3.11),
 # SECONDS_PER_ROW (5), SERVER_CPUS / CLIENT_CPUS (taskset lists; default: the first and second
@@ -16,13 +19,16 @@ cd "$(dirname "$0")/.."
 
 DRY_RUN=0
 PROJECT_VENV=0
-for arg in "$@"; do
-    case "$arg" in
+GIVEN_PYTHON=
+while [[ $# -gt 0 ]]; do
+    case "$1" in
         --dry-run) DRY_RUN=1 ;;
         --project-venv) PROJECT_VENV=1 ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
-        *) echo "unknown argument: $arg" >&2; exit 2 ;;
+        --python) GIVEN_PYTHON=$2; shift ;;
+        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
+    shift
 done
 
 PYTHON=${PYTHON:-python3.11}
@@ -46,7 +52,10 @@ else
     step "the GPU"
     command -v nvidia-smi >/dev/null || { echo "nvidia-smi not found: no NVIDIA driver here (try --dry-run)" >&2; exit 1; }
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-    if [[ $PROJECT_VENV == 1 ]]; then
+    if [[ -n $GIVEN_PYTHON ]]; then
+        step "$GIVEN_PYTHON as it is: onnxruntime-gpu must already be importable"
+        VENV=$(dirname "$(dirname "$(command -v "$GIVEN_PYTHON")")")
+    elif [[ $PROJECT_VENV == 1 ]]; then
         VENV=.venv
     else
         VENV=$GPU_VENV
@@ -59,15 +68,20 @@ else
             "$VENV/bin/pip" uninstall --quiet --yes modelserve
         fi
     fi
-    step "onnxruntime-gpu into $VENV (with the CUDA and cuDNN libraries from the package index)"
-    "$VENV/bin/pip" uninstall --quiet --yes onnxruntime || true
-    "$VENV/bin/pip" install --quiet 'onnxruntime-gpu[cuda,cudnn]>=1.17'
-    # The nvidia-* wheels hold libcudart, libcublas, libcudnn...: let every process find them.
-    NVIDIA_LIBS=$("$VENV/bin/python" -c 'import glob, os, site
-print(":".join(sorted(glob.glob(os.path.join(site.getsitepackages()[0], "nvidia", "*", "lib")))))')
+    PY=${GIVEN_PYTHON:-$VENV/bin/python}
+    if [[ -z $GIVEN_PYTHON ]]; then
+        step "onnxruntime-gpu into $VENV (with the CUDA and cuDNN libraries from the package index)"
+        "$VENV/bin/pip" uninstall --quiet --yes onnxruntime || true
+        "$VENV/bin/pip" install --quiet 'onnxruntime-gpu[cuda,cudnn]>=1.17'
+    fi
+    # The nvidia-* wheels hold libcudart, libcublas, libcudnn... (nvidia/<name>/lib, or
+    # nvidia/cu13/lib for CUDA 13's): let every process, the servers too, find them.
+    NVIDIA_LIBS=$("$PY" -c 'import glob, os, sys
+folders = {os.path.dirname(f) for p in sys.path for f in glob.glob(os.path.join(p, "nvidia", "**", "lib", "*.so*"), recursive=True)}
+print(":".join(sorted(folders)))')
     export LD_LIBRARY_PATH="${NVIDIA_LIBS}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 fi
-PY="$VENV/bin/python"
+PY=${PY:-$VENV/bin/python}
 
 step "ONNX Runtime starts a session on $PROVIDER"
 "$PY" - "$PROVIDER" <<'EOF'
