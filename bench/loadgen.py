@@ -38,6 +38,8 @@ class Case:
     expected: np.ndarray
     decode: Decode
     inputs: np.ndarray | None = None  # what the request carries, for a client that writes its own
+    rtol: float = 1e-4
+    atol: float = 1e-5
 
 
 @dataclass
@@ -97,7 +99,7 @@ def check(case: Case, headers: dict[bytes, bytes], body: bytes) -> None:
         got = case.decode(headers, body)
     except (KeyError, ValueError, TypeError) as exc:
         raise WrongAnswer(f"undecodable answer ({exc!r}): {body[:200]!r}") from exc
-    if got.shape != case.expected.shape or not np.allclose(got, case.expected, rtol=1e-4, atol=1e-5):
+    if got.shape != case.expected.shape or not np.allclose(got, case.expected, rtol=case.rtol, atol=case.atol):
         raise WrongAnswer(f"answer differs from ONNX Runtime's: got {got.reshape(-1)[:4]}..., "
                           f"expected {case.expected.reshape(-1)[:4]}... (shape {got.shape} vs {case.expected.shape})")
 

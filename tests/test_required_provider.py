@@ -36,4 +36,7 @@ def test_a_required_provider_serves_the_model_and_answers_as_the_cpu_does(tmp_pa
     (output,) = answer.json()["outputs"]
     cpu = ort.InferenceSession(str(tmp_path / "linear" / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
     expected = cpu.run(None, {"x": x})[0]
-    np.testing.assert_allclose(np.asarray(output["data"], np.float32).reshape(output["shape"]), expected, rtol=1e-3, atol=1e-4)
+    # ONNX Runtime's CUDA provider multiplies in TF32 by default (10-bit mantissa, ~5e-4 relative
+    # per product) where the GPU has it; the CPU's float32 is the reference.
+    tolerance = {"rtol": 1e-3, "atol": 1e-4} if PROVIDER == "CPUExecutionProvider" else {"rtol": 5e-3, "atol": 2e-3}
+    np.testing.assert_allclose(np.asarray(output["data"], np.float32).reshape(output["shape"]), expected, **tolerance)
