@@ -11,7 +11,8 @@ benchmark's MLP from bench/models.py) over 64 in-memory connections, each sendin
 request as soon as its answer is written, and reads the process's CPU time per request: what
 is left to chance is the kernel's share (socket reads and writes, not counted here) and the
 caches. Each tree (a checkout holding `service/`) runs in a process of its own, the trees in
-turn for --rounds rounds; the median of each is printed with its ratio to the first tree's.
+turn for --rounds rounds; the median of each is printed with its ratio to the first tree's, and
+the median of each round's ratio to the first tree's run in that round.
 
 A tree may carry modelserve flags after a '+' (`.+--no-access-log`, `/work/main+--access-log`),
 so one tree can be A/B'd against itself with other settings. The access log is off unless
@@ -68,8 +69,11 @@ def main() -> None:
         reference = statistics.median(found[trees[0]])
         for tree in trees:
             median = statistics.median(found[tree])
-            print(f"{kind} ({args.config}) {tree}: median {median:.1f} µs CPU a request ({median / reference:.2f}×); "
-                  f"runs {', '.join(f'{v:.1f}' for v in found[tree])}")
+            # Each round's ratio to the first tree's run of the same round, whose neighbours' load
+            # it shared: steadier on a busy machine than the ratio of the medians.
+            paired = statistics.median(mine / first for mine, first in zip(found[tree], found[trees[0]]))
+            print(f"{kind} ({args.config}) {tree}: median {median:.1f} µs CPU a request ({median / reference:.3f}×, "
+                  f"median of the rounds' ratios {paired:.3f}×); runs {', '.join(f'{v:.1f}' for v in found[tree])}")
     load = os.getloadavg()
     print(f"load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}; {CONNECTIONS} connections, "
           f"{args.requests} measured requests each per run")
