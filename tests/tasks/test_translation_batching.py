@@ -153,8 +153,8 @@ def _counter(url: str, name: str, **labels: str) -> float:
 
 
 def test_a_finished_stream_is_one_success_and_leaves_no_running_sequence(url):
-    success = lambda: _counter(url, "modelserve_inference_request_success_total")  # noqa: E731
-    cancelled = lambda: _counter(url, "modelserve_inference_request_failure_total", reason="cancelled")  # noqa: E731
+    success = lambda: _counter(url, "modelserve_inference_request_success_total")
+    cancelled = lambda: _counter(url, "modelserve_inference_request_failure_total", reason="cancelled")
     before, cancelled_before = success(), cancelled()
     with httpx.stream("POST", f"{url}/v2/models/{MODEL}/generate_stream",
                       json={"text_input": TEXTS[3]}, timeout=60) as response:
