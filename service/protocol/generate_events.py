@@ -80,7 +80,7 @@ async def stream(receive, send, model, fmt: str, events) -> None:
                     chunk, last = b"".join(waiting) + sse(event_document(model, fmt, event)), event.final
             except StopAsyncIteration:
                 break
-            except Exception as exc:
+            except Exception as exc:  # the stream has started: the error is its last event
                 if state["done"]:  # the answer is complete: nobody left to tell
                     log.exception("generate_stream of model %s failed after its last event", model.name)
                     break
