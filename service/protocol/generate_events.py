@@ -58,36 +58,9 @@ async def stream(receive, send, model, fmt: str, events) -> None:
             task.cancel()
 
     watcher = asyncio.get_running_loop().create_task(watch())
-    tokens = TokenEvents(model) if fmt == "text" else None
-    waiting = []  # token events of text models already chosen, not yet written
     try:
         await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
-        # One loop from the events to `send`, not a generator of chunks in between: each token
-        # passes one generator less (docs/BENCHMARKS.md). A failure of the events (not of
-        # `send`) is the stream's last event.
-        events = aiter(events)
-        while True:
-            try:
-                event = await anext(events)
-                if state["done"]:  # after the last event: the events run to their end (their bookkeeping)
-                    continue
-                if tokens is not None and isinstance(event, Token):
-                    waiting.append(tokens.sse(event))
-                    if event.ready:  # the next token is chosen already: write them together
-                        continue
-                    chunk, last = (b"".join(waiting) if len(waiting) > 1 else waiting[0]), False
-                else:
-                    chunk, last = b"".join(waiting) + sse(event_document(model, fmt, event)), event.final
-            except StopAsyncIteration:
-                break
-            except Exception as exc:  # the stream has started: the error is its last event
-                if state["done"]:  # the answer is complete: nobody left to tell
-                    log.exception("generate_stream of model %s failed after its last event", model.name)
-                    break
-                if not isinstance(exc, ServiceError):
-                    log.exception("generate_stream of model %s failed", model.name)
-                chunk, last = b"".join(waiting) + sse(error_document(exc)), True
-            waiting = []
+        async for chunk, last in _server_sent(model, fmt, events):
             if last:  # the last event ends the response in the same write (one send less)
                 state["done"] = True
             await send({"type": "http.response.body", "body": chunk, "more_body": not last})
@@ -101,6 +74,28 @@ async def stream(receive, send, model, fmt: str, events) -> None:
     finally:
         state["done"] = True
         watcher.cancel()
+
+
+async def _server_sent(model, fmt: str, events):
+    """(SSE bytes, whether they are the last): a chunk per event, or several token events in
+    one chunk when more are ready."""
+    tokens = TokenEvents(model) if fmt == "text" else None
+    waiting = []
+    try:
+        async for event in events:
+            if tokens is not None and isinstance(event, Token):
+                waiting.append(tokens.sse(event))
+                if event.ready:  # the next token is chosen already: write them together
+                    continue
+                yield (b"".join(waiting) if len(waiting) > 1 else waiting[0]), False
+                waiting = []
+            else:
+                yield b"".join(waiting) + sse(event_document(model, fmt, event)), event.final
+                waiting = []
+    except Exception as exc:  # the stream has started: the error is its last event
+        if not isinstance(exc, ServiceError):
+            log.exception("generate_stream of model %s failed", model.name)
+        yield b"".join(waiting) + sse(error_document(exc)), True
 
 
 def sse(document: dict) -> bytes:

@@ -231,22 +231,28 @@ class TranslationModel(ServedModel):
             raise RuntimeError("the decoder ended without a translation")
         return result
 
-    def stream(self, plan: Plan) -> AsyncIterator[Token | TextGeneration]:
+    async def stream(self, plan: Plan) -> AsyncIterator[Token | TextGeneration]:
         """Token events as they are chosen, then the TextGeneration. Leaving early (a client
-        that disconnects cancels the await) takes the sequence out before its next decoder step.
-        The generator of the decoding itself, not one that relays it: every token passes one
-        generator less on its way to the stream (docs/BENCHMARKS.md)."""
+        that disconnects cancels the await) takes the sequence out before its next decoder step."""
         source = self.tokens.pad_source(plan.source)  # (1, S)
         words = [self.tokens.source[i] for i in plan.source]
-        if plan.params.beam_width > 1:
-            return self._beam(plan, source, words)
-        # the stepper runs the context graph for all who join at a step, in one call
-        return self._stepped(plan, source, words)
+        running = self._running
+        running.inc()
+        try:
+            clock = _TokenClock(*self._latencies, plan.arrived)
+            if plan.params.beam_width > 1:
+                memory = (await positional.run(self.encoder, source))[0]
+                async for event in self._beam(plan, memory, source, clock, words):
+                    yield event
+            else:  # the stepper runs the context graph for all who join at a step, in one call
+                async for event in self._stepped(plan, source, clock, words):
+                    yield event
+        finally:
+            running.dec()
 
-    async def _stepped(self, plan: Plan, source, words):
+    async def _stepped(self, plan: Plan, source, clock, words):
         """Greedy or sampled: the sequence is a row of the stepper's batch, step by step."""
         p = plan.params
-        clock = _TokenClock(*self._latencies, plan.arrived)
         n_source = len(plan.source)
         seq = self.stepper.add(Sequence(source, plan.max_tokens, p.temperature, p.top_k, p.top_p, plan.seed))
         stops = [p.stop] if isinstance(p.stop, str) else (p.stop or [])
@@ -254,8 +260,6 @@ class TranslationModel(ServedModel):
         rows: list[np.ndarray] = []
         score, text, reason, previous = 0.0, "", None, None
         target = self.tokens.target
-        running = self._running
-        running.inc()
         try:
             while reason is None:
                 step = await seq.next()
@@ -278,29 +282,16 @@ class TranslationModel(ServedModel):
                     reason = decoding.FINISH_STOP
                 else:
                     reason = step.finish_reason
-            attention = np.stack(rows)[:, :n_source] if rows else np.zeros((0, n_source), np.float32)
-            best = decoding.Hypothesis(chosen, score, reason, attention)
-            done = self._finished(plan, chosen, decoding.Decoded(best))
         finally:
             seq.left = True  # out of the batch before its next step, however the stream ended
-            running.dec()
-        yield done
+        attention = np.stack(rows)[:, :n_source] if rows else np.zeros((0, n_source), np.float32)
+        best = decoding.Hypothesis(chosen, score, reason, attention)
+        yield self._finished(plan, chosen, decoding.Decoded(best))
 
-    async def _beam(self, plan: Plan, source, words):
+    async def _beam(self, plan: Plan, memory, source, clock, words):
         """Beam search: its beams are reordered every step, so it runs the full-prefix decoder
         (no cache to reorder), its rows still sharing the decoder's batcher with other requests."""
-        running = self._running
-        running.inc()
-        try:
-            async for event in self._beam_events(plan, source, words):
-                yield event
-        finally:
-            running.dec()
-
-    async def _beam_events(self, plan: Plan, source, words):
         p = plan.params
-        clock = _TokenClock(*self._latencies, plan.arrived)
-        memory = (await positional.run(self.encoder, source))[0]
         n_source = len(plan.source)
         steps = decoding.decode(
             bos=self.bos, eos=self.eos, pad=self.pad, positions=self.positions,
