@@ -54,7 +54,6 @@ else
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
     if [[ -n $GIVEN_PYTHON ]]; then
         step "$GIVEN_PYTHON as it is: onnxruntime-gpu must already be importable"
-        VENV=$(dirname "$(dirname "$(command -v "$GIVEN_PYTHON")")")
     elif [[ $PROJECT_VENV == 1 ]]; then
         VENV=.venv
     else
