@@ -85,9 +85,11 @@ def test_deleting_the_latest_version_moves_traffic_to_the_one_before(repo, serve
     url = serve_repository(repo, args=POLL)
     second = "/v2/models/m/versions/2/infer"
     with Load(url, [LATEST, FIRST, second]) as load:
-        # Delete only once version 2 has answered by name: on a loaded machine the poll could
-        # otherwise drop it before the first request, and the 200 side would never be seen.
-        wait_for(lambda: load.statuses(second)[200] > 0, what="version 2 answers by name")
+        # Delete only once version 2 has answered by name and as the latest: on a loaded machine
+        # the poll could otherwise drop it before the first such request, and the side before
+        # the swap would never be seen (the threads of one path may start late).
+        wait_for(lambda: load.statuses(second)[200] > 0 and load.statuses(LATEST)[200] > 0,
+                 what="version 2 answers by name and as the latest")
         shutil.rmtree(repo / "m" / "2")
         wait_for(lambda: index_row(url, "2") is None, what="version 2 leaves the index")
         load.wait_for_answers(50)

@@ -40,7 +40,10 @@ def url(module_server, tmp_path_factory) -> str:
 
 
 def metric(url: str, name: str) -> float:
-    text = httpx.get(f"{url}/metrics").text
+    return series_value(httpx.get(f"{url}/metrics").text, name)
+
+
+def series_value(text: str, name: str) -> float:
     found = re.search(rf'^{name}\{{model="{MODEL}",version="1"\}} (\S+)$', text, re.MULTILINE)
     return float(found.group(1)) if found else 0.0
 
@@ -112,17 +115,32 @@ def _join_and_leave_sync(url):
 
 async def _leave_a_busy_stream(url: str) -> None:
     """Leave a stream after its first token while 48 other sequences keep every step busy, so
-    the stream is still decoding when the server sees the connection close."""
+    the stream is still decoding when the server sees the connection close. The others run
+    before the stream starts and go on until it is left: a stream that shared its first steps
+    only with a few (the rest still connecting) could end before its client's close arrived."""
+    left = asyncio.Event()
     async with httpx.AsyncClient(timeout=120) as client:
-        busy = [asyncio.create_task(client.post(f"{url}/v2/models/{MODEL}/generate",
-                                                json={"text_input": TEXTS[1 + i % 2 * 6]}))
-                for i in range(48)]
+        async def keep_busy(text: str) -> None:
+            while not left.is_set():
+                response = await client.post(f"{url}/v2/models/{MODEL}/generate", json={"text_input": text})
+                assert response.status_code == 200, response.text
+
+        busy = [asyncio.create_task(keep_busy(TEXTS[1 + i % 2 * 6])) for i in range(48)]
+        deadline = time.monotonic() + 30
+        while await _running(client, url) < 24:
+            assert time.monotonic() < deadline, "the busy sequences never ran"
+            await asyncio.sleep(0.01)
         async with client.stream("POST", f"{url}/v2/models/{MODEL}/generate_stream",
                                  json={"text_input": TEXTS[7]}) as response:
             async for line in response.aiter_lines():
                 if line.startswith("data: "):
                     break  # the first token: leave
+        left.set()
         await asyncio.gather(*busy)
+
+
+async def _running(client: httpx.AsyncClient, url: str) -> float:
+    return series_value((await client.get(f"{url}/metrics")).text, "modelserve_running_sequences")
 
 
 def test_a_stream_stops_at_the_next_step_when_the_client_leaves(url):
