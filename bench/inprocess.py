@@ -1,7 +1,8 @@
 """CPU per V2 infer request of modelserve's HTTP path in one process: no sockets, no other process.
 
     .venv/bin/python bench/inprocess.py [--trees /work/main,.] [--kinds binary64,json64] [--rounds 2]
-                                        [--requests 150] [--config batched|plain]
+                                        [--requests 150] [--config batched|plain] [--access-log]
+    .venv/bin/python bench/inprocess.py --trees .+--access-log,.+--no-access-log --kinds json1 --rounds 5
 
 On a machine shared with other work, req/s and even a server's CPU per request over loopback
 move by 10-20% from run to run. This drives the server's real HTTP protocol (uvicorn's
@@ -10,12 +11,20 @@ benchmark's MLP from bench/models.py) over 64 in-memory connections, each sendin
 request as soon as its answer is written, and reads the process's CPU time per request: what
 is left to chance is the kernel's share (socket reads and writes, not counted here) and the
 caches. Each tree (a checkout holding `service/`) runs in a process of its own, the trees in
-turn for --rounds rounds; the median of each is printed with its ratio to the first tree's.
+turn for --rounds rounds; the median of each is printed with its ratio to the first tree's, and
+the median of each round's ratio to the first tree's run in that round.
+
+A tree may carry modelserve flags after a '+' (`.+--no-access-log`, `/work/main+--access-log`),
+so one tree can be A/B'd against itself with other settings. The access log is off unless
+--access-log or a tree's flags turn it on; when on, it is configured as `python -m service`
+configures it and written to a file (what a server's stderr redirected to a log is), so the
+write system calls count.
 """
 
 import argparse
 import asyncio
 import logging
+import logging.config
 import os
 import statistics
 import subprocess
@@ -30,49 +39,72 @@ CONNECTIONS = 64
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--trees", default=".", help="comma-separated code trees; the first is the reference")
+    parser.add_argument("--trees", default=".",
+                        help="comma-separated code trees, each optionally with modelserve flags after a '+' "
+                             "(.+--no-access-log); the first is the reference")
     parser.add_argument("--kinds", default="binary64,json64", help="json1, json64, binary64")
     parser.add_argument("--config", choices=["batched", "plain"], default="batched")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--requests", type=int, default=150, help="measured requests per connection")
+    parser.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=False,
+                        help="modelserve's per-request access log (its default is on) for trees whose flags don't say")
     parser.add_argument("--serve", nargs=3, metavar=("KIND", "CONFIG", "REQUESTS"), help=argparse.SUPPRESS)
+    parser.add_argument("--serve-flags", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        print(serve(args.serve[0], args.serve[1], int(args.serve[2])))
+        print(serve(args.serve[0], args.serve[1], int(args.serve[2]), args.serve_flags.split()))
         return
-    trees = [str(Path(t).resolve()) for t in args.trees.split(",")]
+    default_flags = "--access-log" if args.access_log else "--no-access-log"
+    trees = args.trees.split(",")
     for kind in args.kinds.split(","):
         found: dict[str, list[float]] = {tree: [] for tree in trees}
         for _ in range(args.rounds):
             for tree in trees:
+                folder, _, flags = tree.partition("+")
                 # The tree's own service/ wins: the child runs with the tree as its working folder.
                 out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--serve", kind, args.config,
-                                      str(args.requests)], cwd=tree, capture_output=True, text=True, check=True)
+                                      str(args.requests), f"--serve-flags={default_flags} {flags.replace('+', ' ')}"],
+                                     cwd=Path(folder).resolve(), capture_output=True, text=True, check=True)
                 found[tree].append(float(out.stdout.split()[-1]))
         reference = statistics.median(found[trees[0]])
         for tree in trees:
             median = statistics.median(found[tree])
-            print(f"{kind} ({args.config}) {tree}: median {median:.1f} µs CPU a request ({median / reference:.2f}×); "
-                  f"runs {', '.join(f'{v:.1f}' for v in found[tree])}")
+            # Each round's ratio to the first tree's run of the same round, whose neighbours' load
+            # it shared: steadier on a busy machine than the ratio of the medians.
+            paired = statistics.median(mine / first for mine, first in zip(found[tree], found[trees[0]]))
+            print(f"{kind} ({args.config}) {tree}: median {median:.1f} µs CPU a request ({median / reference:.3f}×, "
+                  f"median of the rounds' ratios {paired:.3f}×); runs {', '.join(f'{v:.1f}' for v in found[tree])}")
     load = os.getloadavg()
     print(f"load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}; {CONNECTIONS} connections, "
           f"{args.requests} measured requests each per run")
 
 
-def serve(kind: str, config: str, requests: int) -> float:
-    """One run: the app of the working folder's tree, driven in this process; µs CPU a request."""
+def serve(kind: str, config: str, requests: int, flags: list[str]) -> float:
+    """One run: the app of the working folder's tree with modelserve `flags`, driven in this
+    process; µs CPU a request."""
     sys.path.insert(0, os.getcwd())
     sys.path.insert(1, str(BENCH))
     import cases
     import numpy as np
     import uvloop
+    from pydantic_settings import CliApp
 
     import models
+    from service import logs
+    from service.settings import Settings
 
-    os.environ["MODELSERVE_MODEL_REPOSITORY"] = str(models.write_repository(Path(tempfile.mkdtemp()), config == "batched"))
-    os.environ["MODELSERVE_ACCESS_LOG"] = "false"
-    os.environ["MODELSERVE_GRPC_PORT"] = "0"
-    logging.disable(logging.CRITICAL)
+    folder = Path(tempfile.mkdtemp())
+    repository = models.write_repository(folder, config == "batched")
+    # As `python -m service` does: the flags parsed into settings, handed to the app by environment.
+    settings = CliApp.run(Settings, cli_args=["--model-repository", str(repository), "--grpc-port", "0", *flags])
+    os.environ.update(settings.to_env())
+    if settings.access_log:
+        # stderr to a file, as a server's log redirected: the lines' write calls are real ones.
+        log_file = open(folder / "server.log", "wb")  # noqa: SIM115  (open until the process ends)
+        os.dup2(log_file.fileno(), 2)
+        logging.config.dictConfig(logs.config(settings.log_level))
+    else:
+        logging.disable(logging.CRITICAL)
     x = np.random.default_rng(0).random((1 if kind == "json1" else 64, 64)).astype(np.float32).round(4)
     body, headers = cases.binary_body(x) if kind == "binary64" else (cases.json_body(x), {"Content-Type": "application/json"})
     head = ["POST /v2/models/mlp/infer HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {len(body)}",

@@ -62,3 +62,29 @@ def pss_mb(pid: int) -> float | None:
     except FileNotFoundError:
         pass
     return None
+
+
+def listens(pid: int, port: int) -> bool:
+    """Whether a process of `pid`'s tree holds the socket listening on TCP `port`."""
+    wanted = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for row in rows:
+            fields = row.split()  # local address is HEXIP:HEXPORT, state 0A is LISTEN, field 10 the inode
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                wanted.add(f"socket:[{fields[9]}]")
+    for each in tree(pid):
+        try:
+            links = os.listdir(f"/proc/{each}/fd")
+        except (FileNotFoundError, PermissionError):
+            continue
+        for fd in links:
+            try:
+                if os.readlink(f"/proc/{each}/fd/{fd}") in wanted:
+                    return True
+            except OSError:
+                continue
+    return False

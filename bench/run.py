@@ -90,6 +90,7 @@ def main() -> None:
                     print(f"  {label}: {kind} at {conns} connections", file=sys.stderr, flush=True)
                     result = loadgen.run(server.url, requests[kind], conns, args.seconds,
                                          args.warmup, args.check_every, server.cpu)
+                    server.check_listening()  # the answers timed were this server's
                     rows.append(report.Row(label, kind, conns, result))
         workers = _workers(args, batched, requests["json1"], widest, root) if args.workers else []
         diffusion_rows = _diffusion(Path(args.diffusion), root, args.seconds, args.server_cpus) if args.diffusion else []
@@ -97,7 +98,7 @@ def main() -> None:
     print(report.header(args, client_cpus, versions))
     print(report.table(rows, limits))
     print(workers_section.table(workers, widest))
-    print(report.targets(rows, workers_section.medians(workers), widest))
+    print(report.targets(rows, workers_section.medians(workers), widest, diffusion_rows))
     report.print_diffusion(diffusion_rows)
 
 
@@ -166,10 +167,24 @@ class _Server:
                 sys.exit(f"server exited: {' '.join(self.command)}\n{self.log.read_text()[-3000:]}")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(self.url + self.ready, timeout=1).status_code == 200:
+                    self.check_listening()
                     return self
             time.sleep(0.2)
         self.__exit__()
         sys.exit(f"server not ready in 120 s: {' '.join(self.command)}\n{self.log.read_text()[-3000:]}")
+
+    def check_listening(self) -> None:
+        """Fail unless the port answering is this server's: the port was free when picked, but
+        another process on a shared machine may take it before the server binds it, and its
+        answers (another model's, or a server that has since exited) would be timed and checked
+        as this server's."""
+        port = int(self.url.rsplit(":", 1)[1])
+        if self.process.poll() is not None:
+            self.__exit__()
+            sys.exit(f"server exited during the run: {' '.join(self.command)}\n{self.log.read_text()[-3000:]}")
+        if not procstat.listens(self.process.pid, port):
+            self.__exit__()
+            sys.exit(f"port {port} is answered by another process than {' '.join(self.command)}")
 
     def cpu(self) -> float:
         return procstat.cpu_seconds(self.process.pid)

@@ -55,8 +55,10 @@ class Batcher:
         labels: tuple[str, str],
         stats: ModelStats,
         inline: Callable[[], bool] = lambda: False,
+        run_on_loop: RunBatch | None = None,
     ):
         self._run_batch = run_batch
+        self._run_on_loop = run_on_loop or run_batch  # what runs a batch on the event loop
         self._inline = inline
         self._stats = stats
         self._closing = False
@@ -67,7 +69,15 @@ class Batcher:
         self._slots = asyncio.Semaphore(policy.max_concurrent_batches)
         self._collector: asyncio.Task | None = None
         self._pending_gauge = metrics.PENDING_REQUESTS.labels(*labels)
-        self._queue_time = Tally(metrics.QUEUE_DURATION.labels(*labels))  # flushed once per batch
+        self._queue_time = Tally(metrics.QUEUE_DURATION.labels(*labels))
+        # The pending gauge's change and the queue statistics since the last flush: added once
+        # per event-loop turn (_flush_counts), not per request or batch (each a locked update;
+        # 64 connections of 64-row requests make 64 batches in one turn). The flush runs before
+        # the loop reads any later I/O, so a scrape or a stats call sees every request before it.
+        self._pending_delta = 0
+        self._dequeued = 0
+        self._waited = 0.0
+        self._flush_loop: asyncio.AbstractEventLoop | None = None
         self._largest_preferred = max(
             (s for s in policy.preferred_batch_sizes if s <= policy.max_batch_size), default=policy.max_batch_size
         )
@@ -77,12 +87,13 @@ class Batcher:
         if self.policy.max_queue_size is not None and len(self._queue) >= self.policy.max_queue_size:
             raise Overloaded(f"queue is full ({self.policy.max_queue_size} requests waiting); retry shortly")
         loop = asyncio.get_running_loop()
-        first = next(iter(feeds.values()))
+        rows = int(next(iter(feeds.values())).shape[0])
         # The dtype itself, not its `.str` (a new string each time): equal dtypes compare and hash alike.
         key = tuple([(name, a.dtype, a.shape[1:]) for name, a in feeds.items()])
-        pending = _Pending(feeds, int(first.shape[0]), key, loop.create_future())
+        pending = _Pending(feeds, rows, key, loop.create_future())
         self._queue.append(pending)
-        self._pending_gauge.inc()
+        self._pending_delta += 1
+        self._flush_later(loop)
         self._arrived.set()
         # Started lazily, and again after a close: a request that picked this version just
         # before it was replaced is still served by it.
@@ -128,8 +139,9 @@ class Batcher:
                 remaining = deadline - time.perf_counter()
                 if remaining <= 0:
                     break
-                self._pending_gauge.dec(len(batch) - counted)  # right while this waits
+                self._pending_delta -= len(batch) - counted  # right while this waits
                 counted = len(batch)
+                self._flush_later(asyncio.get_running_loop())
                 self._arrived.clear()
                 try:
                     await asyncio.wait_for(self._arrived.wait(), remaining)
@@ -141,9 +153,27 @@ class Batcher:
             self._queue.remove(candidate)
             batch.append(candidate)
             rows += candidate.rows
-        if len(batch) > counted:
-            self._pending_gauge.dec(len(batch) - counted)
+        self._pending_delta -= len(batch) - counted
+        self._flush_later(asyncio.get_running_loop())
         return [p for p in batch if not p.future.done()]  # skip requesters that gave up
+
+    def _flush_later(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._flush_loop is None:
+            self._flush_loop = loop
+            loop.call_soon(self._flush_counts)
+        elif self._flush_loop.is_closed():  # its flush never ran
+            self._flush_counts()
+            self._flush_later(loop)
+
+    def _flush_counts(self) -> None:
+        self._flush_loop = None
+        if self._pending_delta:
+            self._pending_gauge.inc(self._pending_delta)
+            self._pending_delta = 0
+        if self._dequeued:
+            self._queue_time.flush()
+            self._stats.queued(self._waited, self._dequeued)
+            self._dequeued, self._waited = 0, 0.0
 
     def _next_compatible(self, key: tuple) -> _Pending | None:
         for candidate in self._queue:
@@ -160,17 +190,18 @@ class Batcher:
         for pending in batch:
             queue_time.observe(now - pending.queued_at)
             waited += now - pending.queued_at
-        queue_time.flush()
-        self._stats.queued(waited, len(batch))  # the statistics' counts: once per batch
+        self._waited += waited
+        self._dequeued += len(batch)
+        loop = asyncio.get_running_loop()
+        self._flush_later(loop)
         if len(batch) == 1:
             feeds = batch[0].feeds
         else:
             feeds = {name: np.concatenate([p.feeds[name] for p in batch]) for name in batch[0].feeds}
-        loop = asyncio.get_running_loop()
         if self._inline():
             future = loop.create_future()
             try:
-                future.set_result(self._run_batch(feeds))
+                future.set_result(self._run_on_loop(feeds))
             except Exception as exc:  # noqa: BLE001  (handed to the requesters, as from a thread)
                 future.set_exception(exc)
             self._finish(batch, release_slot, future)

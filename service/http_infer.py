@@ -174,8 +174,8 @@ class InferProtocol(HeadTimeoutProtocol):
         infer: InferSettings = self.infer
         if self.expect_100_continue or self.root_path or self.limit_concurrency is not None:
             return None
-        match = _INFER_PATH.match(self.url)
-        if match is None or self.parser.get_method() != b"POST" or _NOT_PLAIN.search(self.url):
+        route = _route(self.url)
+        if route is None or self.parser.get_method() != b"POST":
             return None
         dataplane = infer.dataplane
         if dataplane is None or self.parser.should_upgrade():
@@ -202,12 +202,11 @@ class InferProtocol(HeadTimeoutProtocol):
         declared = body_limit.declared_length(length)
         if declared is None or body_limit.refusal(declared, infer.max_bytes) is not None:
             return None
-        path = self.url.decode()
         if infer.rules.refusal(RouteClass.MODEL, authorization) is not None:  # route_class of every infer path
             return None
-        name, version = match[1].decode(), match[2]
+        path, name, version = route
         return InferCycle(
-            self, dataplane, path, name, version.decode() if version is not None else None,
+            self, dataplane, path, name, version,
             content_type.decode("latin-1") if content_type is not None else "",
             encoding.decode("latin-1") if encoding is not None else None,
             header_length.decode("latin-1") if header_length is not None else None,
@@ -369,7 +368,19 @@ _JSON_LINES = b"content-type: application/json\r\n"
 
 
 def _header_lines(headers: dict[str, str]) -> bytes:
-    return b"".join(b"%s: %s\r\n" % (name.encode(), value.encode()) for name, value in headers.items())
+    # The codec hands the same dict for answers of the same binary header: its bytes are kept
+    # by the dict's identity (the dict itself held, so its id is not reused meanwhile).
+    known = _lines_of.get(id(headers))
+    if known is not None and known[0] is headers:
+        return known[1]
+    lines = b"".join(b"%s: %s\r\n" % (name.encode(), value.encode()) for name, value in headers.items())
+    if len(_lines_of) >= 64:
+        del _lines_of[next(iter(_lines_of))]
+    _lines_of[id(headers)] = (headers, lines)
+    return lines
+
+
+_lines_of: dict[int, tuple[dict[str, str], bytes]] = {}
 
 
 _defaults: tuple[list, bytes] = ([], b"")
@@ -382,6 +393,26 @@ def _default_headers(headers: list[tuple[bytes, bytes]]) -> bytes:
     if _defaults[0] is not headers:
         _defaults = (headers, b"".join(b"%s: %s\r\n" % (name, value) for name, value in headers))
     return _defaults[1]
+
+
+_routes: dict[bytes, tuple[str, str, str | None] | None] = {}
+_MAX_ROUTES = 256
+
+
+def _route(url: bytes) -> tuple[str, str, str | None] | None:
+    """(path, model, version) of an infer URL the fast path takes, else None; remembered for
+    the URLs seen last (clients send the same few again and again)."""
+    route = _routes.get(url, ())
+    if route == ():
+        match = _INFER_PATH.match(url)
+        route = None
+        if match is not None and _NOT_PLAIN.search(url) is None:
+            version = match[2]
+            route = (url.decode(), match[1].decode(), version.decode() if version is not None else None)
+        if len(_routes) >= _MAX_ROUTES:
+            del _routes[next(iter(_routes))]
+        _routes[url] = route
+    return route
 
 
 def _infer_settings(app) -> InferSettings | None:

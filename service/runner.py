@@ -12,6 +12,7 @@ from service import metrics
 from service.batching import Batcher, BatchPolicy
 from service.runtime import Graph, TensorSpec
 from service.stats import ModelStats
+from service.tally import Tally
 
 # A run measured below this goes on the event loop: the hop to a worker thread and back costs
 # more than that (measured on one core, bench/profile_infer.py: the submit, the wake-up and the
@@ -48,13 +49,19 @@ class GraphRunner:
         self.stats = stats or ModelStats()  # shared by the graphs of one model version
         batchable = all(s.has_batch_axis for s in (*graph.inputs, *graph.outputs))
         self.batcher = (
-            Batcher(self.run_sync, executor, policy, labels, self.stats, inline=self.runs_inline)
+            Batcher(self.run_sync, executor, policy, labels, self.stats, inline=self.runs_inline,
+                    run_on_loop=self.run_on_loop)
             if policy is not None and policy.max_batch_size > 0 and batchable
             else None
         )
         self._exec_count = metrics.EXEC_COUNT.labels(*labels)
         self._compute = metrics.COMPUTE_DURATION.labels(*labels)
         self._batch_size = metrics.BATCH_SIZE.labels(*labels)
+        # Runs made on the event loop, recorded once per loop turn (_flush_loop_runs).
+        self._loop_compute = Tally(self._compute)
+        self._loop_batch_size = Tally(self._batch_size)
+        self._loop_runs: list[tuple[int, float]] = []
+        self._flush_loop: asyncio.AbstractEventLoop | None = None
 
     # The graph's signature and where it runs, so callers never reach through to the session.
     @property
@@ -78,7 +85,7 @@ class GraphRunner:
             outputs = await self.batcher.submit(feeds)
             return {n: outputs[n] for n in output_names} if output_names else outputs
         if self.runs_inline():
-            outputs = self.run_sync(feeds, output_names)
+            outputs = self.run_on_loop(feeds, output_names)
             await _let_others_run()
             return outputs
         loop = asyncio.get_running_loop()
@@ -88,7 +95,7 @@ class GraphRunner:
         """Run now, past the batcher: for a caller that gathers its own batch (the diffusion
         stepper stacks every generation's step), so no queue delay applies."""
         if self.runs_inline():
-            outputs = self.run_sync(feeds)
+            outputs = self.run_on_loop(feeds)
             await _let_others_run()
             return outputs
         loop = asyncio.get_running_loop()
@@ -105,23 +112,57 @@ class GraphRunner:
             self.batcher.close()
 
     def run_sync(self, feeds: dict[str, np.ndarray], output_names: list[str] | None = None) -> dict[str, np.ndarray]:
-        # The thread's CPU clock is a system call that, read right after a run on a busy machine,
-        # was measured at 1-15 µs: it is read around the first runs (to settle where they go)
-        # and then one run in _TIMED_EVERY, plenty for a moving average of run times.
-        self._runs += 1
-        timed = self._runs <= _TIMED_EVERY or self._runs % _TIMED_EVERY == 0
-        cpu_started = time.thread_time() if timed else 0.0
-        started = time.perf_counter()
-        outputs = self._graph.run(feeds, output_names)
-        elapsed = time.perf_counter() - started
-        if timed:
-            self._recent_s += _SMOOTHING * (time.thread_time() - cpu_started - self._recent_s)
-        rows = _rows(feeds)
+        """One run, recorded at once: from a worker thread (or any caller off the event loop)."""
+        outputs, rows, elapsed = self._execute(feeds, output_names)
         self._compute.observe(elapsed)
         self._exec_count.inc()
         self._batch_size.observe(rows)
         self.stats.executed(rows, elapsed)
         return outputs
+
+    def run_on_loop(self, feeds: dict[str, np.ndarray], output_names: list[str] | None = None) -> dict[str, np.ndarray]:
+        """One run on the event loop's thread, recorded once per loop turn with the turn's other
+        runs: four locked metric updates a run were a measurable share of a 64-row request's
+        CPU (bench/inprocess.py). As with the request metrics (service.dataplane._Successes),
+        the flush runs before the loop reads any later I/O, so a scrape after a response counts
+        that response's run."""
+        outputs, rows, elapsed = self._execute(feeds, output_names)
+        self._loop_compute.observe(elapsed)
+        self._loop_batch_size.observe(rows)
+        self._loop_runs.append((rows, elapsed))
+        loop = self._flush_loop
+        if loop is None or loop.is_closed():  # a closed loop's flush never ran: record its runs now
+            if loop is not None:
+                self._flush_loop_runs()
+            self._flush_loop = asyncio.get_running_loop()
+            self._flush_loop.call_soon(self._flush_loop_runs)
+        return outputs
+
+    def _flush_loop_runs(self) -> None:
+        self._flush_loop = None
+        runs, self._loop_runs = self._loop_runs, []
+        if runs:
+            self._exec_count.inc(len(runs))
+            self._loop_compute.flush()
+            self._loop_batch_size.flush()
+            self.stats.executed_runs(runs)
+
+    def _execute(self, feeds: dict[str, np.ndarray], output_names: list[str] | None) -> tuple[dict, int, float]:
+        # The thread's CPU clock is a system call that, read right after a run on a busy machine,
+        # was measured at 1-15 µs: it is read around the first runs (to settle where they go)
+        # and then one run in _TIMED_EVERY, plenty for a moving average of run times.
+        self._runs += 1
+        if self._runs <= _TIMED_EVERY or self._runs % _TIMED_EVERY == 0:
+            cpu_started = time.thread_time()
+            started = time.perf_counter()
+            outputs = self._graph.run(feeds, output_names)
+            elapsed = time.perf_counter() - started
+            self._recent_s += _SMOOTHING * (time.thread_time() - cpu_started - self._recent_s)
+        else:
+            started = time.perf_counter()
+            outputs = self._graph.run(feeds, output_names)
+            elapsed = time.perf_counter() - started
+        return outputs, _rows(feeds), elapsed
 
 
 async def _let_others_run() -> None:

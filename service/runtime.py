@@ -141,11 +141,17 @@ class Graph:
         # as the wrong type; a bfloat16 output has "no corresponding numpy type"): such graphs
         # run through OrtValues (service/bfloat16.py).
         self._bf16 = any(s.datatype == "BF16" for s in (*self.inputs, *self.outputs))
+        # What `run` need not do for most graphs: convert string inputs, or outputs that are not
+        # plain tensors (strings, sequences, maps).
+        self._output_names = [o.name for o in self.outputs]
+        self._string_inputs = any(a.type == "tensor(string)" for a in self._session.get_inputs())
+        self._plain_outputs = all(t.startswith("tensor(") and t != "tensor(string)" for t in self._raw_output_types.values())
 
     def run(self, feeds: dict[str, np.ndarray], output_names: list[str] | None = None) -> dict[str, np.ndarray]:
         """Run the graph; BYTES go in and come out as object arrays of bytes."""
-        feeds = {name: _to_onnx(array) for name, array in feeds.items()}
-        names = output_names or [o.name for o in self.outputs]
+        if self._string_inputs or any(array.dtype == object for array in feeds.values()):
+            feeds = {name: _to_onnx(array) for name, array in feeds.items()}
+        names = output_names or self._output_names
         try:
             if self._bf16:
                 results = bfloat16.run(self._session, names, feeds)
@@ -154,6 +160,8 @@ class Graph:
         except InvalidArgument as exc:
             # The inputs fit the signature but not the graph (a dimension a Reshape needs...).
             raise InvalidInput(f"the model rejected the input: {_first_line(exc)}") from None
+        if self._plain_outputs and not self._bf16:  # ORT's numeric tensors are numpy arrays already
+            return dict(zip(names, results))
         return {name: _from_onnx(value, self._raw_output_types[name]) for name, value in zip(names, results)}
 
 

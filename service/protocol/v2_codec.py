@@ -512,6 +512,12 @@ def encode_response(
         body = _plain_json(model_name, model_version, outputs, request.id)
         if body is not None:
             return body, {"content-type": "application/json"}
+    key = _binary_key(model_name, model_version, outputs, request)
+    if key is not None:
+        known = _binary_heads.get(key)
+        if known is not None:
+            header, headers = known
+            return b"".join([header, *[binary_bytes(array, "") for array in outputs.values()]]), headers
     tensors, chunks = [], []
     for name, array in outputs.items():
         datatype = v2_datatype(array.dtype)
@@ -530,7 +536,34 @@ def encode_response(
     if not chunks:
         return header, {"content-type": "application/json"}
     headers = {"content-type": "application/octet-stream", "inference-header-content-length": str(len(header))}
+    if key is not None:
+        if len(_binary_heads) >= _MAX_BINARY_HEADS:
+            del _binary_heads[next(iter(_binary_heads))]
+        _binary_heads[key] = (header, headers)
     return b"".join([header, *chunks]), headers
+
+
+# The JSON header of an answer whose every output goes as binary data depends only on the
+# model, the outputs' names, datatypes and shapes: remembered, so a repeat of the same shapes
+# (a client's next request) builds no document and calls no orjson. The headers dict is the
+# same object each time too (service.http_infer keeps its bytes by identity).
+_binary_heads: dict[tuple, tuple[bytes, dict[str, str]]] = {}
+_MAX_BINARY_HEADS = 64
+
+
+def _binary_key(model_name: str, model_version: str, outputs: dict[str, np.ndarray], request: InferRequest) -> tuple | None:
+    """The key of an answer whose header can be remembered, or None: an `id` (most clients
+    that send one send a new one each time), or an output that is not a plain numeric tensor in
+    native byte order (BYTES, BF16) or not asked for as binary."""
+    if request.id is not None:
+        return None
+    key = [model_name, model_version]
+    for name, array in outputs.items():
+        # A dtype of another byte order is not among the keys: it compares unequal.
+        if array.dtype not in _PLAIN_DATATYPES or not (request.binary_by_default or name in request.binary_outputs):
+            return None
+        key.append((name, array.dtype, array.shape))
+    return tuple(key)
 
 
 # Numeric outputs that orjson writes straight from the array, as the document below would have

@@ -2,7 +2,10 @@
 
 import asyncio
 import importlib.util
+import os
 import shutil
+import socket
+import subprocess
 import sys
 
 import httpx
@@ -16,6 +19,7 @@ from tests.conftest import ROOT
 sys.path.insert(0, str(ROOT / "bench"))
 import cases as bench_cases
 import loadgen
+import procstat
 import soak_traffic
 import wrk_checked
 
@@ -54,6 +58,35 @@ def test_a_wrong_answer_fails_the_benchmark(mlp):
     url, repository = mlp
     with pytest.raises(loadgen.WrongAnswer, match="differs from ONNX Runtime"):
         loadgen.run(url, _cases(repository, shift=0.01), connections=2, seconds=0.5, warmup=0.1)
+
+
+def test_another_request_s_answer_fails_the_benchmark_and_is_named(mlp):
+    url, repository = mlp
+    cases = _cases(repository)
+    swapped = [loadgen.Case(c.request, cases[(i + 1) % len(cases)].expected, c.decode, c.inputs) for i, c in enumerate(cases)]
+    with pytest.raises(loadgen.WrongAnswer, match=r"another request's input \(#\d of 4\)"):
+        loadgen.run(url, swapped, connections=2, seconds=0.5, warmup=0.1)
+
+
+def test_an_answer_off_by_more_than_the_tolerance_says_by_how_much(mlp):
+    url, repository = mlp
+    with pytest.raises(loadgen.WrongAnswer, match=r"largest difference 0\.01; it is no other request's answer"):
+        loadgen.run(url, _cases(repository, shift=0.01), connections=1, seconds=0.2, warmup=0.0)
+
+
+def test_a_port_is_known_to_be_served_by_the_process_holding_it():
+    # bench/run.py refuses to time a port another process answers (one that took it first).
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+        try:
+            assert procstat.listens(os.getpid(), port)
+            assert not procstat.listens(other.pid, port)
+        finally:
+            other.kill()
+            other.wait()
 
 
 def test_the_soak_counts_a_wrong_v2_answer(mlp):

@@ -58,3 +58,17 @@ def test_lines_are_what_the_formatter_writes(patched):
         record.access = entry
         expected = JSONFormatter().format(record)
         assert line == expected.replace('"1970-01-01T00:00:00.000Z"', json.dumps(written["time"]))
+
+
+def test_lines_are_written_within_the_batch_window_when_traffic_stops(patched):
+    # Lines gather for at most 50 ms: the last requests before a quiet spell are not held back.
+    stream = only_handler(patched)
+
+    async def two_then_quiet():
+        for call in CALLS[:2]:  # the second is kept as fields and made when the batch is written
+            access_log.http_request(*call, started=0.0)
+        await asyncio.sleep(0.3)
+        return stream.getvalue().decode().splitlines()
+
+    lines = asyncio.run(two_then_quiet())
+    assert [json.loads(line)["request_id"] for line in lines] == [CALLS[0][0], CALLS[1][0]]
