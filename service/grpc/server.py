@@ -91,9 +91,14 @@ class GrpcServer:
         self._serving(True)
 
     def _serving(self, ready: bool) -> None:
-        status = health_pb2.HealthCheckResponse.SERVING if ready else health_pb2.HealthCheckResponse.NOT_SERVING
-        for name in ("", SERVICE_NAME):
+        for name, status in serving_statuses(ready):
             self.health.set(name, status)
+
+
+def serving_statuses(ready: bool) -> list[tuple[str, int]]:
+    """What the health service says: the server ("") and the inference service, alike."""
+    status = health_pb2.HealthCheckResponse.SERVING if ready else health_pb2.HealthCheckResponse.NOT_SERVING
+    return [(name, status) for name in ("", SERVICE_NAME)]
 
 
 def _host(host: str) -> str:
