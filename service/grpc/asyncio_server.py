@@ -91,8 +91,21 @@ class Call:
     """One RPC on one stream: gathers its request messages, runs the servicer's coroutine, answers.
     The stream's handler (h2c calls on_data, on_end, on_reset)."""
 
-    __slots__ = ("server", "stream", "kind", "function", "parse", "buffer", "messages", "queue",
-                 "ended", "task", "headers_sent", "deadline", "context")
+    __slots__ = (
+        "buffer",
+        "context",
+        "deadline",
+        "ended",
+        "function",
+        "headers_sent",
+        "kind",
+        "messages",
+        "parse",
+        "queue",
+        "server",
+        "stream",
+        "task",
+    )
 
     def __init__(self, server: "AsyncioGrpcServer", stream: Stream, method, deadline: float | None):
         self.server, self.stream, self.deadline = server, stream, deadline
@@ -109,6 +122,12 @@ class Call:
     def on_data(self, data: bytes) -> None:
         if self.ended:
             return
+        if not self.buffer and len(data) >= 5 and not data[0] and self.queue is None:
+            # The common unary call: its whole message in one DATA frame.
+            size = int.from_bytes(data[1:5], "big")
+            if len(data) == 5 + size and size <= self.server.max_message:
+                self.messages.append(data[5:])
+                return
         buffer = self.buffer
         buffer += data
         # gRPC's message framing: 1 byte compressed flag, 4 bytes length, the message.
