@@ -39,6 +39,7 @@ _TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1
 # Request headers that are HTTP/2's or gRPC's, not the call's metadata (as grpcio leaves them out).
 _NOT_METADATA = {"content-type", "te", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding", "user-agent"}
 _UNARY, _STREAM, _SERVER_STREAM = range(3)
+_HEADS = 256  # request heads remembered
 
 
 def _parser(message_class):
@@ -63,14 +64,7 @@ class Context:
         self._call, self.trailers = call, ()
 
     def invocation_metadata(self) -> tuple:
-        out = []
-        for key, value in self._call.stream.headers:
-            if key[0] == ":" or key in _NOT_METADATA:
-                continue
-            if key.endswith("-bin"):
-                value = base64.b64decode(value + "=" * (-len(value) % 4))
-            out.append((key, value))
-        return tuple(out)
+        return self._call.stream.metadata
 
     def set_trailing_metadata(self, metadata) -> None:
         self.trailers = tuple(metadata)
@@ -325,6 +319,7 @@ class AsyncioGrpcServer:
         self.methods[f"/{reflection.SERVICE_NAME}/ServerReflectionInfo"] = (
             _STREAM, reflector.ServerReflectionInfo, _parser(reflection_pb2.ServerReflectionRequest))
         self.connections: set[H2Connection] = set()
+        self.heads: dict[int, tuple] = {}  # id(header list) -> (the list, _request_head's answer)
         self.calls: set[asyncio.Task] = set()
         self.server: asyncio.AbstractServer | None = None
         self._watch: asyncio.Task | None = None
@@ -352,14 +347,8 @@ class AsyncioGrpcServer:
         return connection
 
     def _on_headers(self, stream: Stream) -> None:
-        path = content_type = timeout = None
-        for key, value in stream.headers:
-            if key == ":path":
-                path = value
-            elif key == "content-type":
-                content_type = value
-            elif key == "grpc-timeout":
-                timeout = _timeout(value)
+        path, content_type, timeout, metadata = self._request_head(stream.headers)
+        stream.metadata = metadata
         method = self.methods.get(path)
         deadline = None if timeout is None else time.monotonic() + timeout
         call = Call(self, stream, method or (_UNARY, None, None), deadline)
@@ -372,6 +361,31 @@ class AsyncioGrpcServer:
             call._fail_early(grpc.StatusCode.UNIMPLEMENTED, "Method not found!")
         elif method[0] == _STREAM:
             call.start_streaming()
+
+    def _request_head(self, headers: list) -> tuple:
+        """(path, content type, timeout in seconds, metadata) of a request's headers; remembered
+        per header list, which h2c hands out again for a block it has decoded before."""
+        known = self.heads.get(id(headers))
+        if known is not None and known[0] is headers:
+            return known[1]
+        path = content_type = timeout = None
+        metadata = []
+        for key, value in headers:
+            if key == ":path":
+                path = value
+            elif key == "content-type":
+                content_type = value
+            elif key == "grpc-timeout":
+                timeout = _timeout(value)
+            elif key[0] != ":" and key not in _NOT_METADATA:
+                if key.endswith("-bin"):
+                    value = base64.b64decode(value + "=" * (-len(value) % 4))
+                metadata.append((key, value))
+        head = (path, content_type, timeout, tuple(metadata))
+        if len(self.heads) >= _HEADS:
+            self.heads.clear()
+        self.heads[id(headers)] = (headers, head)  # the list kept alive, so its id stays its own
+        return head
 
     async def _serve_once_ready(self) -> None:
         while not self.dataplane.ready():

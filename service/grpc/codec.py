@@ -69,13 +69,27 @@ def decode_request(request: pb.ModelInferRequest, limits: Limits) -> DecodedRequ
                           output_names)
 
 
+# (name, datatype, shape) -> the Limits they passed: a client repeats the same tensor headers,
+# and checking them again costs more than this lookup.
+_CHECKED: dict[tuple, Limits] = {}
+_CHECKED_SIZE = 1024
+
+
 def _tensor_header(tensor, position: int, limits: Limits) -> tuple[str, str, tuple[int, ...]]:
-    name = tensor.name
+    header = (tensor.name, tensor.datatype, tuple(tensor.shape))
+    if _CHECKED.get(header) is limits:
+        return header
+    _check_header(*header, position, limits)
+    if len(_CHECKED) >= _CHECKED_SIZE:
+        _CHECKED.clear()
+    _CHECKED[header] = limits
+    return header
+
+
+def _check_header(name: str, datatype: str, shape: tuple[int, ...], position: int, limits: Limits) -> None:
     if not name:
         raise InvalidInput(f"inputs[{position}]: 'name' must be a non-empty string")
-    datatype = tensor.datatype
     numpy_dtype(datatype)  # raises for an unknown datatype
-    shape = tuple(tensor.shape)
     if any(d < 0 for d in shape):
         raise InvalidInput(f"input '{name}': shape {list(shape)} has a negative dimension")
     if len(shape) > MAX_DIMENSIONS:
@@ -86,7 +100,6 @@ def _tensor_header(tensor, position: int, limits: Limits) -> tuple[str, str, tup
             f"input '{name}': shape {list(shape)} spans {elements} elements, over the limit of "
             f"{limits.max_tensor_elements}"
         )
-    return name, datatype, shape
 
 
 def _from_raw(buffer: bytes, datatype: str, shape: tuple[int, ...], name: str) -> np.ndarray:

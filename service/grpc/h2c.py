@@ -92,6 +92,7 @@ class Stream:
         "handler",
         "headers",
         "id",
+        "metadata",
         "pending",
         "received",
         "send_window",
@@ -101,6 +102,7 @@ class Stream:
     def __init__(self, stream_id: int, connection: "H2Connection", window: int):
         self.id, self.connection = stream_id, connection
         self.headers: list[tuple[str, str]] = []
+        self.metadata: tuple = ()  # the gRPC layer's reading of the headers
         self.handler = None
         self.send_window = window
         self.pending = bytearray()  # DATA not yet sent for want of flow-control window
@@ -163,6 +165,7 @@ class H2Connection(asyncio.Protocol):
         self.blocks: dict[bytes, list] = {}  # header block -> decoded headers, for this table
         self.continuing: tuple[int, int, bytearray] | None = None  # (stream, flags, block) awaiting CONTINUATION
         self.going_away = False
+        self.blocked: set[Stream] = set()  # streams with data or trailers waiting for window
 
     # ---------------------------------------------------------------- asyncio.Protocol
     def connection_made(self, transport) -> None:
@@ -268,6 +271,7 @@ class H2Connection(asyncio.Protocol):
         elif kind == RST_STREAM:
             stream = self.streams.pop(stream_id, None)
             if stream is not None:
+                self.blocked.discard(stream)
                 stream.closed = True
                 if stream.drained is not None:
                     stream.drained.set()
@@ -360,7 +364,7 @@ class H2Connection(asyncio.Protocol):
                     raise ConnectionError_(PROTOCOL_ERROR, "bad max frame size")
                 self.max_frame = value
             # HEADER_TABLE_SIZE: our blocks never use the dynamic table. Others do not concern a server.
-        for stream in list(self.streams.values()):
+        for stream in list(self.blocked):
             self._flush(stream)
 
     def _window_update(self, stream_id: int, payload: bytes) -> None:
@@ -373,9 +377,8 @@ class H2Connection(asyncio.Protocol):
             self.send_window += increment
             if self.send_window > _MAX_WINDOW:
                 raise ConnectionError_(FLOW_CONTROL_ERROR, "connection window overflow")
-            for stream in list(self.streams.values()):
-                if stream.pending or stream.trailers is not None:
-                    self._flush(stream)
+            for stream in list(self.blocked):
+                self._flush(stream)
         elif (stream := self.streams.get(stream_id)) is not None:
             stream.send_window += increment
             if increment == 0 or stream.send_window > _MAX_WINDOW:
@@ -424,8 +427,12 @@ class H2Connection(asyncio.Protocol):
             self._close(stream)
         if len(out) > 1 or prefix:
             self.transport.write(b"".join(out))
-        if not pending and stream.drained is not None:
-            stream.drained.set()
+        if pending:
+            self.blocked.add(stream)
+        else:
+            self.blocked.discard(stream)
+            if stream.drained is not None:
+                stream.drained.set()
 
     def _close(self, stream: Stream) -> None:
         """Our side ended. A client that has not half-closed yet gets RST_STREAM(NO_ERROR), so it
@@ -434,6 +441,7 @@ class H2Connection(asyncio.Protocol):
         if stream.drained is not None:
             stream.drained.set()
         self.streams.pop(stream.id, None)
+        self.blocked.discard(stream)
         if stream.handler is not None and not stream.handler.ended:
             self.transport.write(frame(RST_STREAM, 0, stream.id, NO_ERROR.to_bytes(4, "big")))
 
@@ -442,6 +450,7 @@ class H2Connection(asyncio.Protocol):
         if stream.drained is not None:
             stream.drained.set()
         self.streams.pop(stream.id, None)
+        self.blocked.discard(stream)
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(frame(RST_STREAM, 0, stream.id, code.to_bytes(4, "big")))
 
