@@ -118,7 +118,7 @@ class _Prepared:
     def __init__(self, data: bytes):
         self.data = data
 
-    def SerializeToString(self) -> bytes:  # noqa: N802  (protobuf's name)
+    def SerializeToString(self) -> bytes:
         return self.data
 
 
@@ -134,7 +134,7 @@ async def serve_asyncio(port: int, answer: bytes) -> None:
         return reply
 
     class Server:  # what a Call asks of its server
-        max_message, calls = 64 * 2**20, set()
+        max_message = 64 * 2**20
 
     def on_headers(stream) -> None:
         stream.handler = Call(Server, stream, (_UNARY, infer, bytes), None)

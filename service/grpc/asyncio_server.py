@@ -1,7 +1,7 @@
 """The gRPC server on the event loop itself (--grpc-transport asyncio): HTTP/2 from service/grpc/h2c.py,
 gRPC's message framing, status and deadlines here, and the same servicer as grpcio's server
 (service/grpc/servicer.py) with the health and reflection services of grpcio-health-checking and
-grpcio-reflection (their asyncio servicers), called with a small context of our own.
+grpcio-reflection (their asyncio servicers), each call its own context (`Call`).
 
 A call costs no thread hop: its request is parsed in the protocol's data_received and its
 coroutine started there; the reply is written, with its headers and trailers, in one write.
@@ -55,39 +55,13 @@ def _parser(message_class):
     return parse
 
 
-class Context:
-    """What the servicers use of grpc.aio's ServicerContext."""
-
-    __slots__ = ("_call", "trailers")
-
-    def __init__(self, call: "Call"):
-        self._call, self.trailers = call, ()
-
-    def invocation_metadata(self) -> tuple:
-        return self._call.stream.metadata
-
-    def set_trailing_metadata(self, metadata) -> None:
-        self.trailers = tuple(metadata)
-
-    async def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata: tuple = ()):
-        raise Abort(code, details, tuple(trailing_metadata))
-
-    async def write(self, message) -> None:  # a server-streaming reply (health's Watch)
-        self._call.write(message)
-        await self._call.stream.wait_drained()
-
-    def time_remaining(self) -> float | None:
-        deadline = self._call.deadline
-        return None if deadline is None else max(deadline - time.monotonic(), 0.0)
-
-
 class Call:
     """One RPC on one stream: gathers its request messages, runs the servicer's coroutine, answers.
-    The stream's handler (h2c calls on_data, on_end, on_reset)."""
+    The stream's handler (h2c calls on_data, on_end, on_reset), and the servicer's context (what
+    it uses of grpc.aio's ServicerContext)."""
 
     __slots__ = (
         "buffer",
-        "context",
         "deadline",
         "ended",
         "function",
@@ -99,6 +73,7 @@ class Call:
         "server",
         "stream",
         "task",
+        "trailers",
     )
 
     def __init__(self, server: "AsyncioGrpcServer", stream: Stream, method, deadline: float | None):
@@ -110,7 +85,25 @@ class Call:
         self.ended = False  # the client half-closed (or the stream died)
         self.task: asyncio.Task | None = None
         self.headers_sent = False
-        self.context = Context(self)
+        self.trailers: tuple = ()  # the servicer's trailing metadata
+
+    # ---------------------------------------------------------------- the servicer's context
+    def invocation_metadata(self) -> tuple:
+        return self.stream.metadata
+
+    def set_trailing_metadata(self, metadata) -> None:
+        self.trailers = tuple(metadata)
+
+    async def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata: tuple = ()):
+        raise Abort(code, details, tuple(trailing_metadata))
+
+    async def write(self, message) -> None:
+        """A server-streaming reply (health's Watch)."""
+        self.send(message)
+        await self.stream.wait_drained()
+
+    def time_remaining(self) -> float | None:
+        return None if self.deadline is None else max(self.deadline - time.monotonic(), 0.0)
 
     # ---------------------------------------------------------------- from h2c
     def on_data(self, data: bytes) -> None:
@@ -174,20 +167,18 @@ class Call:
         self._start(self._streaming())
 
     def _start(self, coroutine) -> None:
-        self.task = task = asyncio.get_running_loop().create_task(coroutine)
-        self.server.calls.add(task)
-        task.add_done_callback(self.server.calls.discard)
+        self.task = asyncio.get_running_loop().create_task(coroutine)
 
     async def _unary(self, data: bytes) -> None:
         try:
             request = self.parse(data)
             if self.deadline is None:
-                reply = await self.function(request, self.context)
+                reply = await self.function(request, self)
             else:
                 async with asyncio.timeout_at(self._loop_deadline()):
-                    reply = await self.function(request, self.context)
+                    reply = await self.function(request, self)
             if self.kind == _SERVER_STREAM:
-                self._finish(grpc.StatusCode.OK, "", self.context.trailers)
+                self._finish(grpc.StatusCode.OK, "", self.trailers)
                 return
             message = reply.SerializeToString()
         except BaseException as exc:  # noqa: BLE001  (every end of a call is rendered as a status)
@@ -196,12 +187,12 @@ class Call:
         if self.stream.closed:
             return
         data = b"\0" + len(message).to_bytes(4, "big") + message
-        self.stream.send_response(_RESPONSE_HEADERS, data, _OK + _metadata(self.context.trailers))
+        self.stream.send_response(_RESPONSE_HEADERS, data, _OK + _metadata(self.trailers))
         self.headers_sent = True
 
     async def _streaming(self) -> None:
         try:
-            replies = self.function(self._requests(), self.context)
+            replies = self.function(self._requests(), self)
             if self.deadline is None:
                 await self._pump(replies)
             else:
@@ -210,18 +201,18 @@ class Call:
         except BaseException as exc:  # noqa: BLE001
             self._end_with(exc)
             return
-        self._finish(grpc.StatusCode.OK, "", self.context.trailers)
+        self._finish(grpc.StatusCode.OK, "", self.trailers)
 
     async def _pump(self, replies) -> None:
         async for reply in replies:
-            self.write(reply)
+            self.send(reply)
             await self.stream.wait_drained()  # a slow reader holds the generation back
 
     async def _requests(self):
         while (message := await self.queue.get()) is not None:
             yield self.parse(message)
 
-    def write(self, reply) -> None:
+    def send(self, reply) -> None:
         if self.stream.closed:
             return
         message = reply.SerializeToString()
@@ -237,9 +228,9 @@ class Call:
     def _end_with(self, exc: BaseException) -> None:
         """The call's end by an exception, as a status."""
         if isinstance(exc, Abort):
-            self._finish(exc.code, exc.details, exc.trailers or self.context.trailers)
+            self._finish(exc.code, exc.details, exc.trailers or self.trailers)
         elif isinstance(exc, TimeoutError):
-            self._finish(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded", self.context.trailers)
+            self._finish(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded", self.trailers)
         elif isinstance(exc, asyncio.CancelledError):
             # The client reset the stream (nothing to answer), or the server is stopping.
             self._finish(grpc.StatusCode.UNAVAILABLE, "the server is shutting down", ())
@@ -320,7 +311,6 @@ class AsyncioGrpcServer:
             _STREAM, reflector.ServerReflectionInfo, _parser(reflection_pb2.ServerReflectionRequest))
         self.connections: set[H2Connection] = set()
         self.heads: dict[int, tuple] = {}  # id(header list) -> (the list, _request_head's answer)
-        self.calls: set[asyncio.Task] = set()
         self.server: asyncio.AbstractServer | None = None
         self._watch: asyncio.Task | None = None
         self._stopping: asyncio.Task | None = None
@@ -412,12 +402,17 @@ class AsyncioGrpcServer:
         self.server.close()
         for connection in list(self.connections):
             connection.go_away()
-        if self.calls:
-            await asyncio.wait(list(self.calls), timeout=grace_s)
-        for task in list(self.calls):
+        if calls := self._calls():
+            await asyncio.wait(calls, timeout=grace_s)
+        for task in (calls := self._calls()):
             task.cancel()
-        if self.calls:
-            await asyncio.wait(list(self.calls), timeout=1.0)
+        if calls:
+            await asyncio.wait(calls, timeout=1.0)
         for connection in list(self.connections):
             if connection.transport is not None:
                 connection.transport.close()
+
+    def _calls(self) -> list[asyncio.Task]:
+        """The calls running: those of every connection's open streams."""
+        return [stream.handler.task for connection in self.connections for stream in connection.streams.values()
+                if stream.handler is not None and stream.handler.task is not None and not stream.handler.task.done()]

@@ -235,6 +235,8 @@ class H2Connection(asyncio.Protocol):
             raise ConnectionError_(PROTOCOL_ERROR, "expected CONTINUATION")
         if kind == DATA:
             self._data(flags, stream_id, payload)
+        elif kind == WINDOW_UPDATE:  # second: a gRPC client sends two for every answer it reads
+            self._window_update(stream_id, payload)
         elif kind == HEADERS:
             if stream_id == 0:
                 raise ConnectionError_(PROTOCOL_ERROR, "HEADERS on stream 0")
@@ -266,8 +268,6 @@ class H2Connection(asyncio.Protocol):
                 raise ConnectionError_(FRAME_SIZE_ERROR, "PING of the wrong size")
             if not flags & ACK:
                 self.transport.write(frame(PING, ACK, 0, payload))
-        elif kind == WINDOW_UPDATE:
-            self._window_update(stream_id, payload)
         elif kind == RST_STREAM:
             stream = self.streams.pop(stream_id, None)
             if stream is not None:
@@ -377,8 +377,9 @@ class H2Connection(asyncio.Protocol):
             self.send_window += increment
             if self.send_window > _MAX_WINDOW:
                 raise ConnectionError_(FLOW_CONTROL_ERROR, "connection window overflow")
-            for stream in list(self.blocked):
-                self._flush(stream)
+            if self.blocked:
+                for stream in list(self.blocked):
+                    self._flush(stream)
         elif (stream := self.streams.get(stream_id)) is not None:
             stream.send_window += increment
             if increment == 0 or stream.send_window > _MAX_WINDOW:
