@@ -22,15 +22,15 @@ from service.access import KeyRules
 from service.dataplane import DataPlane
 from service.grpc.bridge import Abort
 from service.grpc.h2c import H2Connection, Stream, literal
+from service.grpc.lifecycle import Lifecycle, serving_statuses
 from service.grpc.protocol import SERVICE, SERVICE_NAME, pb
-from service.grpc.server import lenient_parser, serving_statuses
+from service.grpc.server import lenient_parser
 from service.grpc.servicer import InferenceServicer
 from service.protocol.v2_codec import Limits
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
-_READY_POLL_S = 0.2
 # :status 200 is the static table's entry 8 (RFC 7541 Appendix A); content-type a literal.
 _RESPONSE_HEADERS = b"\x88" + literal(b"content-type", b"application/grpc")
 _OK = literal(b"grpc-status", b"0")
@@ -206,7 +206,13 @@ class Call:
     async def _pump(self, replies) -> None:
         async for reply in replies:
             self.send(reply)
-            await self.stream.wait_drained()  # a slow reader holds the generation back
+            if self.stream.pending:  # a slow reader holds the generation back
+                try:
+                    await self.stream.wait_drained()
+                except asyncio.CancelledError as exc:
+                    # Cancelled here rather than inside the generator: stop it as if it had been.
+                    await replies.athrow(exc)
+                    raise
 
     async def _requests(self):
         while (message := await self.queue.get()) is not None:
@@ -285,7 +291,7 @@ def _timeout(value: str) -> float | None:
     return int(value[:-1]) * unit
 
 
-class AsyncioGrpcServer:
+class AsyncioGrpcServer(Lifecycle):
     """Same doors as service/grpc/server.py's GrpcServer: start, begin_stop, stop."""
 
     def __init__(self, settings: Settings, dataplane: DataPlane, limits: Limits):
@@ -312,8 +318,6 @@ class AsyncioGrpcServer:
         self.connections: set[H2Connection] = set()
         self.heads: dict[int, tuple] = {}  # id(header list) -> (the list, _request_head's answer)
         self.server: asyncio.AbstractServer | None = None
-        self._watch: asyncio.Task | None = None
-        self._stopping: asyncio.Task | None = None
         self.address = f"{settings.host}:{settings.grpc_port}"
 
     async def start(self) -> None:
@@ -325,8 +329,7 @@ class AsyncioGrpcServer:
                 reuse_port=self.settings.workers > 1 or None, backlog=2048)
         except OSError as exc:
             raise RuntimeError(f"gRPC could not listen on {self.address}: {exc}") from exc
-        await self._serving(False)
-        self._watch = asyncio.create_task(self._serve_once_ready())
+        await self._follow_readiness()
         log.info("gRPC listening on %s (asyncio transport)", self.address)
 
     def _connection(self) -> H2Connection:
@@ -377,25 +380,9 @@ class AsyncioGrpcServer:
         self.heads[id(headers)] = (headers, head)  # the list kept alive, so its id stays its own
         return head
 
-    async def _serve_once_ready(self) -> None:
-        while not self.dataplane.ready():
-            await asyncio.sleep(_READY_POLL_S)
-        await self._serving(True)
-
     async def _serving(self, ready: bool) -> None:
         for name, status in serving_statuses(ready):
             await self.health.set(name, status)
-
-    def begin_stop(self, grace_s: float) -> None:
-        """Refuse new calls from now on (GOAWAY) and give those in flight `grace_s`."""
-        if self._stopping is None:
-            if self._watch is not None:
-                self._watch.cancel()
-            self._stopping = asyncio.ensure_future(self._stop(grace_s))
-
-    async def stop(self, grace_s: float) -> None:
-        self.begin_stop(grace_s)
-        await self._stopping
 
     async def _stop(self, grace_s: float) -> None:
         await self.health.enter_graceful_shutdown()
