@@ -186,8 +186,8 @@ class Call:
             return
         if self.stream.closed:
             return
-        data = b"\0" + len(message).to_bytes(4, "big") + message
-        self.stream.send_response(_RESPONSE_HEADERS, data, _OK + _metadata(self.trailers))
+        self.stream.send_response(_RESPONSE_HEADERS, b"\0" + len(message).to_bytes(4, "big"), message,
+                                  _OK + _metadata(self.trailers))
         self.headers_sent = True
 
     async def _streaming(self) -> None:
@@ -397,7 +397,7 @@ class AsyncioGrpcServer(Lifecycle):
             await asyncio.wait(calls, timeout=1.0)
         for connection in list(self.connections):
             if connection.transport is not None:
-                connection.transport.close()
+                connection.close()
 
     def _calls(self) -> list[asyncio.Task]:
         """The calls running: those of every connection's open streams."""

@@ -51,7 +51,11 @@ _CACHE_BLOCKS = 64  # remembered header blocks per connection
 
 def frame(kind: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
     """One frame's bytes: 9-byte header (24-bit length, type, flags, 31-bit stream) + payload."""
-    return (len(payload) << 8 | kind).to_bytes(4, "big") + bytes((flags,)) + stream_id.to_bytes(4, "big") + payload
+    return _HEADER.pack(len(payload) << 8 | kind, flags, stream_id) + payload
+
+
+def _frame_head(kind: int, flags: int, stream_id: int, length: int) -> bytes:
+    return _HEADER.pack(length << 8 | kind, flags, stream_id)
 
 
 def literal(name: bytes, value: bytes) -> bytes:
@@ -121,12 +125,28 @@ class Stream:
             self.pending += data
             self.connection._flush(self)
 
-    def send_response(self, headers: bytes, data: bytes, trailers: bytes) -> None:
-        """A whole answer, headers, data and trailers, in one write when flow control allows."""
-        if not self.closed:
-            self.pending += data
-            self.trailers = trailers
-            self.connection._flush(self, self.connection._header_frames(self.id, headers, False))
+    def send_response(self, headers: bytes, prefix: bytes, message: bytes, trailers: bytes) -> None:
+        """A whole answer, headers, data (`prefix` + `message`) and trailers, in one write."""
+        if self.closed:
+            return
+        connection = self.connection
+        size = len(prefix) + len(message)
+        if (not self.pending and size <= connection.send_window and size <= self.send_window
+                and size <= connection.max_frame and not connection.closing):
+            # The common case, in one frame within every window: no buffer, the message copied once.
+            connection.send_window -= size
+            self.send_window -= size
+            connection.transport.write(b"".join((
+                connection._header_frames(self.id, headers, False),
+                _frame_head(DATA, 0, self.id, size), prefix, message,
+                connection._header_frames(self.id, trailers, True),
+            )))
+            connection._close(self)
+            return
+        self.pending += prefix
+        self.pending += message
+        self.trailers = trailers
+        connection._flush(self, connection._header_frames(self.id, headers, False))
 
     def send_trailers(self, block: bytes) -> None:
         """The last header block, END_STREAM: sent after the pending data."""
@@ -165,6 +185,7 @@ class H2Connection(asyncio.Protocol):
         self.blocks: dict[bytes, list] = {}  # header block -> decoded headers, for this table
         self.continuing: tuple[int, int, bytearray] | None = None  # (stream, flags, block) awaiting CONTINUATION
         self.going_away = False
+        self.closing = False  # we closed the transport, or the client did
         self.blocked: set[Stream] = set()  # streams with data or trailers waiting for window
 
     # ---------------------------------------------------------------- asyncio.Protocol
@@ -180,6 +201,7 @@ class H2Connection(asyncio.Protocol):
                         + frame(WINDOW_UPDATE, 0, 0, (_WINDOW - _DEFAULT_WINDOW).to_bytes(4, "big")))
 
     def connection_lost(self, exc) -> None:
+        self.closing = True
         streams, self.streams = list(self.streams.values()), {}
         for stream in streams:
             stream.closed = True
@@ -217,16 +239,21 @@ class H2Connection(asyncio.Protocol):
                 payload = data[start + 9: start + 9 + length]  # the one copy of a frame's payload
                 start += 9 + length
                 self._frame(kind, flags, stream_id & _MAX_WINDOW, payload)
-                if self.transport is None or self.transport.is_closing():
+                if self.closing:
                     return
             if start < end:
                 self.buffer += data[start:]
         except ConnectionError_ as exc:
             self._goaway(exc.code, str(exc))
-            self.transport.close()
+            self.close()
         except Exception:  # a fault of ours: this connection ends, the server goes on
             log.exception("HTTP/2 connection failed")
             self._goaway(INTERNAL_ERROR, "internal error")
+            self.close()
+
+    def close(self) -> None:
+        if not self.closing:
+            self.closing = True
             self.transport.close()
 
     # ---------------------------------------------------------------- frames received
@@ -410,7 +437,7 @@ class H2Connection(asyncio.Protocol):
     def _flush(self, stream: Stream, prefix: bytes = b"") -> None:
         """Send `prefix` (a header block's frames), then what flow control allows of the stream's
         data, then its trailers once all is out."""
-        if stream.closed or self.transport is None or self.transport.is_closing():
+        if stream.closed or self.closing:
             return
         out = [prefix]
         pending = stream.pending
@@ -452,11 +479,11 @@ class H2Connection(asyncio.Protocol):
             stream.drained.set()
         self.streams.pop(stream.id, None)
         self.blocked.discard(stream)
-        if self.transport is not None and not self.transport.is_closing():
+        if not self.closing:
             self.transport.write(frame(RST_STREAM, 0, stream.id, code.to_bytes(4, "big")))
 
     def _goaway(self, code: int, message: str = "") -> None:
-        if self.transport is not None and not self.transport.is_closing():
+        if not self.closing:
             payload = self.last_stream.to_bytes(4, "big") + code.to_bytes(4, "big") + message.encode()[:256]
             self.transport.write(frame(GOAWAY, 0, 0, payload))
 
