@@ -19,8 +19,8 @@ class Deadlines:
 
     def start(self) -> asyncio.Task:
         """Time the current task from now; end(task) when it finishes, however."""
-        task = asyncio.current_task()
-        loop = task.get_loop()
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task(loop)
         deadline = loop.time() + self.timeout_s
         self.running[task] = deadline
         if self.timer is None:

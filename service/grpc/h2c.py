@@ -229,6 +229,7 @@ class H2Connection(asyncio.Protocol):
                     raise ConnectionError_(PROTOCOL_ERROR, "not an HTTP/2 client preface")
                 start, self.preface = len(PREFACE), True
             end = len(data)
+            view = memoryview(data)
             while end - start >= 9:
                 length_kind, flags, stream_id = _HEADER.unpack_from(data, start)
                 length, kind = length_kind >> 8, length_kind & 0xFF
@@ -236,7 +237,9 @@ class H2Connection(asyncio.Protocol):
                     raise ConnectionError_(FRAME_SIZE_ERROR, f"frame of {length} bytes")
                 if end - start < 9 + length:
                     break
-                payload = data[start + 9: start + 9 + length]  # the one copy of a frame's payload
+                # DATA without a copy (a view; the gRPC layer copies a message once, if it must
+                # gather it); other frames' payloads as bytes.
+                payload = (view if kind == DATA else data)[start + 9: start + 9 + length]
                 start += 9 + length
                 self._frame(kind, flags, stream_id & _MAX_WINDOW, payload)
                 if self.closing:
