@@ -47,7 +47,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         grpc_server = None
         if settings.grpc_port:
             # Imported here: a server with gRPC off never loads grpc.
-            from service.grpc.server import GrpcServer
+            if settings.grpc_transport == "asyncio":
+                from service.grpc.asyncio_server import AsyncioGrpcServer as GrpcServer
+            else:
+                from service.grpc.server import GrpcServer
 
             grpc_server = GrpcServer(settings, app.state.dataplane.for_protocol("grpc"), app.state.limits)
             await grpc_server.start()

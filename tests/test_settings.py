@@ -41,3 +41,11 @@ def test_cli_help_lists_the_flags():
 def test_bad_flag_value_is_refused():
     result = subprocess.run([sys.executable, "-m", "service", "--port", "notaport"], check=False, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
+
+
+def test_grpc_transport_from_flag_and_environment(monkeypatch):
+    monkeypatch.delenv("MODELSERVE_GRPC_TRANSPORT", raising=False)
+    assert Settings().grpc_transport == "grpcio"
+    monkeypatch.setenv("MODELSERVE_GRPC_TRANSPORT", "asyncio")
+    assert Settings().grpc_transport == "asyncio"
+    assert CliApp.run(Settings, cli_args=["--grpc-transport", "grpcio"]).grpc_transport == "grpcio"

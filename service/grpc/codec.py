@@ -53,13 +53,21 @@ def decode_request(request: pb.ModelInferRequest, limits: Limits) -> DecodedRequ
     inputs: dict[str, np.ndarray] = {}
     datatypes: dict[str, str] = {}
     for position, tensor in enumerate(tensors):
-        name, datatype, shape = _tensor_header(tensor, position, limits)
+        (name, datatype, shape), dtype, size = _tensor_header(tensor, position, limits)
         if name in inputs:
             raise InvalidInput(f"input '{name}' is given more than once")
         if raw:
             if tensor.HasField("contents"):
                 raise InvalidInput(f"input '{name}' has contents, but the request sends raw_input_contents")
-            inputs[name] = _from_raw(raw[position], datatype, shape, name)
+            buffer = raw[position]
+            if dtype is not None and len(buffer) == size:
+                # A fixed-width datatype of the right size: a view of the message's own bytes
+                # (read-only, as every decoded input is), copied only if misaligned (CPython's
+                # bytes never are in practice).
+                array = np.ndarray(shape, dtype, buffer)
+                inputs[name] = array if array.flags.aligned else array.copy()
+            else:  # BYTES, BOOL and BF16 are checked item by item; a wrong size is refused there
+                inputs[name] = _from_raw(buffer, datatype, shape, name)
         else:
             inputs[name] = _from_contents(tensor.contents, datatype, shape, name)
         datatypes[name] = datatype
@@ -69,13 +77,34 @@ def decode_request(request: pb.ModelInferRequest, limits: Limits) -> DecodedRequ
                           output_names)
 
 
-def _tensor_header(tensor, position: int, limits: Limits) -> tuple[str, str, tuple[int, ...]]:
-    name = tensor.name
+# (name, datatype, shape) -> (the Limits they passed, plan): a client repeats the same tensor
+# headers, and checking them again costs more than this lookup.
+_CHECKED: dict[tuple, tuple] = {}
+_CHECKED_SIZE = 1024
+_ITEM_BY_ITEM = {"BYTES", "BOOL", "BF16"}  # raw contents that are not a plain little-endian array
+
+
+def _tensor_header(tensor, position: int, limits: Limits) -> tuple[tuple, np.dtype | None, int]:
+    """((name, datatype, shape), the raw contents' dtype, their size in bytes); the dtype is
+    None for a datatype whose raw contents are read item by item."""
+    header = (tensor.name, tensor.datatype, tuple(tensor.shape))
+    known = _CHECKED.get(header)
+    if known is not None and known[0] is limits:
+        return known[1]
+    name, datatype, shape = header
+    _check_header(name, datatype, shape, position, limits)
+    dtype = None if datatype in _ITEM_BY_ITEM else _LITTLE_ENDIAN[datatype]
+    plan = (header, dtype, 0 if dtype is None else math.prod(shape) * dtype.itemsize)
+    if len(_CHECKED) >= _CHECKED_SIZE:
+        _CHECKED.clear()
+    _CHECKED[header] = (limits, plan)
+    return plan
+
+
+def _check_header(name: str, datatype: str, shape: tuple[int, ...], position: int, limits: Limits) -> None:
     if not name:
         raise InvalidInput(f"inputs[{position}]: 'name' must be a non-empty string")
-    datatype = tensor.datatype
     numpy_dtype(datatype)  # raises for an unknown datatype
-    shape = tuple(tensor.shape)
     if any(d < 0 for d in shape):
         raise InvalidInput(f"input '{name}': shape {list(shape)} has a negative dimension")
     if len(shape) > MAX_DIMENSIONS:
@@ -86,7 +115,6 @@ def _tensor_header(tensor, position: int, limits: Limits) -> tuple[str, str, tup
             f"input '{name}': shape {list(shape)} spans {elements} elements, over the limit of "
             f"{limits.max_tensor_elements}"
         )
-    return name, datatype, shape
 
 
 def _from_raw(buffer: bytes, datatype: str, shape: tuple[int, ...], name: str) -> np.ndarray:

@@ -16,12 +16,13 @@ import logging
 from concurrent import futures
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from service.access import KeyRules
 from service.dataplane import DataPlane
 from service.grpc import bridge
+from service.grpc.lifecycle import Lifecycle, serving_statuses
 from service.grpc.protocol import SERVICE, SERVICE_NAME, pb
 from service.grpc.servicer import InferenceServicer, Malformed
 from service.protocol.v2_codec import Limits
@@ -29,14 +30,13 @@ from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
-_READY_POLL_S = 0.2
 # Threads that wait on calls: this many calls at once run on the loop (more wait in the pool, as
 # HTTP connections wait in the kernel); a stream (ModelStreamInfer, health Watch) holds one for
 # its length. An idle thread costs no CPU.
 _THREADS = 256
 
 
-class GrpcServer:
+class GrpcServer(Lifecycle):
     def __init__(self, settings: Settings, dataplane: DataPlane, limits: Limits):
         self.settings = settings
         self.dataplane = dataplane
@@ -55,44 +55,21 @@ class GrpcServer:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
         self.address = f"{_host(settings.host)}:{settings.grpc_port}"
-        self._watch: asyncio.Task | None = None
-        self._stopping: asyncio.Task | None = None
 
     async def start(self) -> None:
         if self.server.add_insecure_port(self.address) == 0:
             raise RuntimeError(f"gRPC could not listen on {self.address}")
-        self._serving(False)
+        await self._follow_readiness()
         self.server.start()
-        self._watch = asyncio.create_task(self._serve_once_ready())
         log.info("gRPC listening on %s", self.address)
-
-    def begin_stop(self, grace_s: float) -> None:
-        """Refuse new calls from now on and give those in flight `grace_s`: called when the
-        shutdown signal arrives, so gRPC drains while HTTP does."""
-        if self._stopping is None:
-            if self._watch is not None:
-                self._watch.cancel()
-            self._stopping = asyncio.ensure_future(self._stop(grace_s))
-
-    async def stop(self, grace_s: float) -> None:
-        """Drain (from the signal on, if it began then) and wait until done."""
-        self.begin_stop(grace_s)
-        await self._stopping
 
     async def _stop(self, grace_s: float) -> None:
         self.health.enter_graceful_shutdown()
         # stop() refuses new calls at once; the calls in flight need the loop running to end.
         await asyncio.to_thread(self.server.stop(grace_s).wait)
 
-    async def _serve_once_ready(self) -> None:
-        # The health service says SERVING once every model has loaded or failed, as /v2/health/ready.
-        while not self.dataplane.ready():
-            await asyncio.sleep(_READY_POLL_S)
-        self._serving(True)
-
-    def _serving(self, ready: bool) -> None:
-        status = health_pb2.HealthCheckResponse.SERVING if ready else health_pb2.HealthCheckResponse.NOT_SERVING
-        for name in ("", SERVICE_NAME):
+    async def _serving(self, ready: bool) -> None:
+        for name, status in serving_statuses(ready):
             self.health.set(name, status)
 
 

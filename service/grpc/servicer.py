@@ -17,6 +17,7 @@ from service.access import KeyRules, RouteClass
 from service.dataplane import DataPlane
 from service.errors import INTERNAL_MESSAGE, InvalidInput, RequestTimeout, ServiceError
 from service.grpc.codec import decode_request, encode_response, parameters, set_parameter
+from service.grpc.deadlines import Deadlines
 from service.grpc.errors import status_of
 from service.grpc.protocol import SERVICE_NAME, config_pb, pb
 from service.middleware.request_log import request_id_from
@@ -89,10 +90,18 @@ def unary(route: RouteClass):
                 given_id, authorization = _metadata(context)
                 request_id = _request_id(given_id, context)
                 _admit(self, route, request, authorization)
-                if self.timeout_s is None:  # no deadline: no Timeout and no timer per call
+                if self.deadlines is None:  # no request timeout
                     return await method(self, request, context)
-                async with asyncio.timeout(self.timeout_s):
+                task = self.deadlines.start()
+                try:
                     return await method(self, request, context)
+                except asyncio.CancelledError:
+                    if not self.deadlines.end(task):
+                        raise
+                    task.uncancel()  # the cancellation was the timeout's, rendered below
+                    raise TimeoutError from None
+                finally:
+                    self.deadlines.end(task)
             except asyncio.CancelledError:
                 code = grpc.StatusCode.CANCELLED  # the client left, or its deadline passed
                 raise
@@ -125,6 +134,7 @@ class InferenceServicer:
         self.rules = rules
         self.limits = limits
         self.timeout_s = timeout_s or None
+        self.deadlines = Deadlines(timeout_s) if timeout_s else None
         self.log_requests = log_requests  # --no-access-log turns gRPC's lines off too
 
     # ------------------------------------------------------------------ health and metadata
