@@ -3,6 +3,7 @@ step, each greedy output stays what it is alone, a request joins at the next ste
 soon as it is done, and a stream whose client leaves runs no further step."""
 
 import asyncio
+import contextlib
 import json
 import re
 import shutil
@@ -75,10 +76,13 @@ def test_concurrent_sequences_share_steps_and_match_solo_runs(url, parameters):
 
 
 async def _join_and_leave(url: str) -> tuple[list[str], dict]:
-    """A long stream runs; a short request joins after its first token and must finish first."""
+    """A long stream runs; a short request joins after its first token and must finish first.
+    Both run among 32 busy sequences on a client whose connections are already open: alone,
+    the long one's steps are so short that on a loaded machine it could end before the short
+    request even arrived, and the two would never share a step."""
     order: list[str] = []
     short_result: dict = {}
-    async with httpx.AsyncClient(timeout=120) as client:
+    async with httpx.AsyncClient(timeout=120) as client, _busy(client, url, 32):
         async def long_stream():
             body = {"text_input": TEXTS[1]}
             async with client.stream("POST", f"{url}/v2/models/{MODEL}/generate_stream", json=body) as response:
@@ -115,27 +119,35 @@ def _join_and_leave_sync(url):
 
 async def _leave_a_busy_stream(url: str) -> None:
     """Leave a stream after its first token while 48 other sequences keep every step busy, so
-    the stream is still decoding when the server sees the connection close. The others run
-    before the stream starts and go on until it is left: a stream that shared its first steps
-    only with a few (the rest still connecting) could end before its client's close arrived."""
-    left = asyncio.Event()
-    async with httpx.AsyncClient(timeout=120) as client:
-        async def keep_busy(text: str) -> None:
-            while not left.is_set():
-                response = await client.post(f"{url}/v2/models/{MODEL}/generate", json={"text_input": text})
-                assert response.status_code == 200, response.text
+    the stream is still decoding when the server sees the connection close."""
+    async with (httpx.AsyncClient(timeout=120) as client, _busy(client, url, 48),
+                client.stream("POST", f"{url}/v2/models/{MODEL}/generate_stream",
+                              json={"text_input": TEXTS[7]}) as response):
+        async for line in response.aiter_lines():
+            if line.startswith("data: "):
+                break  # the first token: leave
 
-        busy = [asyncio.create_task(keep_busy(TEXTS[1 + i % 2 * 6])) for i in range(48)]
-        deadline = time.monotonic() + 30
-        while await _running(client, url) < 24:
-            assert time.monotonic() < deadline, "the busy sequences never ran"
-            await asyncio.sleep(0.01)
-        async with client.stream("POST", f"{url}/v2/models/{MODEL}/generate_stream",
-                                 json={"text_input": TEXTS[7]}) as response:
-            async for line in response.aiter_lines():
-                if line.startswith("data: "):
-                    break  # the first token: leave
-        left.set()
+
+@contextlib.asynccontextmanager
+async def _busy(client: httpx.AsyncClient, url: str, sequences: int):
+    """`sequences` long translations back to back, running before the block starts and until
+    it ends: every step inside it is shared with them (slow enough that the client keeps up)."""
+    stop = asyncio.Event()
+
+    async def keep_busy(text: str) -> None:
+        while not stop.is_set():
+            response = await client.post(f"{url}/v2/models/{MODEL}/generate", json={"text_input": text})
+            assert response.status_code == 200, response.text
+
+    busy = [asyncio.create_task(keep_busy(TEXTS[1 + i % 2 * 6])) for i in range(sequences)]
+    deadline = time.monotonic() + 30
+    while await _running(client, url) < sequences // 2:
+        assert time.monotonic() < deadline, "the busy sequences never ran"
+        await asyncio.sleep(0.01)
+    try:
+        yield
+    finally:
+        stop.set()
         await asyncio.gather(*busy)
 
 
