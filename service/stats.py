@@ -16,17 +16,6 @@ class _Duration:
         self.count = 0
         self.ns = 0
 
-    def executed_runs(self, runs: list[tuple[int, float]]) -> None:
-        """`executed` for each (rows, seconds) of `runs`, under one lock."""
-        with self._lock:
-            self.execution_count += len(runs)
-            self.compute.count += len(runs)
-            for rows, seconds in runs:
-                ns = int(seconds * 1e9)
-                self.compute.ns += ns
-                self.batches[rows].count += 1
-                self.batches[rows].ns += ns
-
     def as_dict(self) -> dict:
         return {"count": self.count, "ns": self.ns}
 
