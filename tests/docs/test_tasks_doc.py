@@ -86,3 +86,13 @@ def test_json_answers_fit_the_width_and_keep_every_digit():
     assert max(len(line) for line in text.splitlines()) <= tasks_doc.WIDTH
     assert "0.9970863330765578" in text and "-Infinity" in text
     assert tasks_doc.pretty({"shape": [2, 1, 8, 8]}) == '{"shape": [2, 1, 8, 8]}'
+
+
+def test_answers_match_but_for_the_last_float32_digits_of_their_decimals():
+    written = '{"label": "9", "probability": 0.9970863330765578, "top_k": 2, "p": 1.8488556916246246e-07}'
+    assert tasks_doc.same_answer(written, written.replace("0.9970863330765578", "0.997086333441347")
+                                 .replace("1.8488556916246246e-07", "1.8488512842908213e-07"))
+    assert not tasks_doc.same_answer(written, written.replace("0.9970863330765578", "0.9960863330765578"))
+    assert not tasks_doc.same_answer(written, written.replace('"top_k": 2', '"top_k": 3'))  # integers exact
+    assert not tasks_doc.same_answer(written, written.replace('"9"', '"8"'))
+    assert not tasks_doc.same_answer(written, written.replace("0.9970863330765578", "0.9970863330765578, 0.5"))
