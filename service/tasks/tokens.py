@@ -12,7 +12,6 @@ import numpy as np
 from service.errors import InvalidInput
 
 MAX_CHARS = 1000  # far above any input a max_input_tokens of words can spell
-_OWN_TOKENS = re.compile(r"([-,])")
 _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
 
 
@@ -22,7 +21,8 @@ class Tokenizer:
         self.target = list(target)
         self.pad = pad
         self.max_input_tokens = max_input_tokens
-        self._index = {word: i for i, word in enumerate(self.source)}
+        # The words an input may hold: the pad word is in the vocabulary but never a word.
+        self._index = {word: i for i, word in enumerate(self.source) if i != pad}
         self._words = [w for i, w in enumerate(self.source) if i != pad]
 
     def encode(self, text, where: str = "text_input") -> list[int]:
@@ -38,21 +38,24 @@ class Tokenizer:
             bad = next(c for c in text if not 0x20 <= ord(c) <= 0x7E)
             raise InvalidInput(f"{where} holds the control character {bad!r}")
         words = self.split(text)
+        index = self._index
+        ids = [index.get(w) for w in words]
+        if words and None not in ids and len(ids) <= self.max_input_tokens:  # every valid input
+            return ids
+        # What is wrong, in this order: nothing, unknown words, too many.
         if not words:
             raise InvalidInput(f"{where} is empty: give English number words, e.g. \"forty-two\"")
-        unknown = list(dict.fromkeys(w for w in words if w not in self._index or w == self.source[self.pad]))
+        unknown = list(dict.fromkeys(w for w in words if w not in index))
         if unknown:
             raise InvalidInput(
                 f"{where}: {', '.join(repr(w) for w in unknown)} not in the vocabulary; "
                 f"the words this model knows are: {' '.join(self._words)}")
-        if len(words) > self.max_input_tokens:
-            raise InvalidInput(f"{where} has {len(words)} tokens; the most is {self.max_input_tokens}")
-        return [self._index[w] for w in words]
+        raise InvalidInput(f"{where} has {len(words)} tokens; the most is {self.max_input_tokens}")
 
     @staticmethod
     def split(text: str) -> list[str]:
         """'Ninety-nine thousand, one' -> ['ninety', '-', 'nine', 'thousand', ',', 'one']."""
-        return _OWN_TOKENS.sub(r" \1 ", text.lower()).split()
+        return text.lower().replace("-", " - ").replace(",", " , ").split()  # a regex sub took 3x as long
 
     def pad_source(self, ids: list[int]) -> np.ndarray:
         """(1, max_input_tokens) int64: every source the same width, so any two share a batch."""
