@@ -210,7 +210,7 @@ class InferProtocol(HeadTimeoutProtocol):
             content_type.decode("latin-1") if content_type is not None else "",
             encoding.decode("latin-1") if encoding is not None else None,
             header_length.decode("latin-1") if header_length is not None else None,
-            request_id_from(request_id) if infer.access_log else None,
+            request_id_from(request_id),  # sent back whether or not the access log is on
             # The binary extension's body is gathered with its tensors aligned; a JSON one as bytes.
             AlignedBody(declared, int(header_length)) if header_length is not None and header_length.isdigit()
             else bytearray(),
@@ -264,7 +264,7 @@ class InferCycle:
     )
 
     def __init__(self, protocol: InferProtocol, dataplane, path: str, name: str, version: str | None,
-                 content_type: str, encoding: str | None, header_length: str | None, request_id: str | None,
+                 content_type: str, encoding: str | None, header_length: str | None, request_id: str,
                  body: AlignedBody | bytearray, keep_alive: bool):
         self.protocol, self.dataplane = protocol, dataplane
         self.path, self.name, self.version = path, name, version
@@ -352,9 +352,9 @@ class InferCycle:
             await protocol.flow.drain()
         if self.disconnected:
             return
-        request_id = b"" if self.request_id is None else b"x-request-id: %s\r\n" % self.request_id.encode()
-        protocol.transport.write(b"%s%s%s%s%s\r\n%s" % (
-            STATUS_LINE[status], _default_headers(protocol.server_state.default_headers), lines, request_id,
+        protocol.transport.write(b"%s%s%sx-request-id: %s\r\n%s\r\n%s" % (
+            STATUS_LINE[status], _default_headers(protocol.server_state.default_headers), lines,
+            self.request_id.encode(),
             b"" if self.keep_alive else b"connection: close\r\n", content,
         ))
         self.response_complete = True
