@@ -87,10 +87,16 @@ class Batcher:
         if self.policy.max_queue_size is not None and len(self._queue) >= self.policy.max_queue_size:
             raise Overloaded(f"queue is full ({self.policy.max_queue_size} requests waiting); retry shortly")
         loop = asyncio.get_running_loop()
-        rows = int(next(iter(feeds.values())).shape[0])
-        # The dtype itself, not its `.str` (a new string each time): equal dtypes compare and hash alike.
-        key = tuple([(name, a.dtype, a.shape[1:]) for name, a in feeds.items()])
-        pending = _Pending(feeds, rows, key, loop.create_future())
+        # The dtype itself, not its `.str` (a new string each time): equal dtypes compare and hash
+        # alike. The key of one input is not wrapped in a tuple: it equals no key of several.
+        if len(feeds) == 1:
+            for name, array in feeds.items():
+                shape = array.shape
+                key = (name, array.dtype, shape[1:])
+        else:
+            shape = next(iter(feeds.values())).shape
+            key = tuple([(name, a.dtype, a.shape[1:]) for name, a in feeds.items()])
+        pending = _Pending(feeds, int(shape[0]), key, loop.create_future())
         self._queue.append(pending)
         self._pending_delta += 1
         self._flush_later(loop)

@@ -159,6 +159,7 @@ _SIMPLE_DEPTH = 4  # the document, its inputs, an input, its shape (`data` is le
 # than np.errstate (2 µs) for the few values of a row; a long tensor is cast under np.errstate.
 _FP32_SAFE = 1e38
 _HYPOT_MOST = 256
+_DIRECT_BELOW = float(2**53)  # a norm below: every value fits float32 and every int is exact in a double
 
 
 def _simple_request(document: dict, limits: Limits) -> InferRequest | None:
@@ -189,6 +190,21 @@ def _simple_request(document: dict, limits: Limits) -> InferRequest | None:
             expected *= dimension
         if expected > limits.max_tensor_elements or len(data) != expected:
             return None
+        if expected <= _HYPOT_MOST and type(data[0]) is not bool:
+            # One conversion straight to the datatype (half the cost of inferring a dtype and
+            # casting). math.hypot takes only numbers, so a str, None or a list among them is a
+            # TypeError. It takes bools too, as the general path does among numbers (True is
+            # 1): only data of bools alone is refused there, and this data does not start with
+            # one. Below 2**53 every int converts exactly through a double, as it does there.
+            try:
+                norm = math.hypot(*data)
+            except (TypeError, OverflowError):
+                return None
+            if not norm < _DIRECT_BELOW:
+                return None  # large values: the general path checks their range and converts them
+            inputs[name] = np.array(data, dtype=dtype).reshape(shape)
+            datatypes[name] = datatype
+            continue
         try:
             inferred = np.asarray(data)
         except (ValueError, TypeError):
