@@ -82,8 +82,11 @@ class Batcher:
             (s for s in policy.preferred_batch_sizes if s <= policy.max_batch_size), default=policy.max_batch_size
         )
 
-    async def submit(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Queue one request (its first axis is its rows) and wait for its own outputs."""
+    def submit(self, feeds: dict[str, np.ndarray]) -> "asyncio.Future[dict[str, np.ndarray]]":
+        """Queue one request (its first axis is its rows); the future gives its own outputs. A
+        plain function returning the future, not a coroutine: one frame less to make and to
+        resume per request. Await it at once: an error of the request itself (a full queue) is
+        raised by the call."""
         if self.policy.max_queue_size is not None and len(self._queue) >= self.policy.max_queue_size:
             raise Overloaded(f"queue is full ({self.policy.max_queue_size} requests waiting); retry shortly")
         loop = asyncio.get_running_loop()
@@ -105,7 +108,7 @@ class Batcher:
         # before it was replaced is still served by it.
         if self._collector is None or self._collector.done():
             self._collector = loop.create_task(self._collect_forever())
-        return await pending.future
+        return pending.future
 
     def close(self) -> None:
         """Serve what is queued, then let the collector end (an unloaded or replaced version)."""

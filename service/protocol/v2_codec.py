@@ -607,20 +607,34 @@ def _plain_json(model_name: str, model_version: str, outputs: dict[str, np.ndarr
     """encode_response's JSON body when every output is a finite numeric array, else None."""
     parts = []
     for name, array in outputs.items():
-        datatype = _PLAIN_DATATYPES.get(array.dtype)
-        if datatype is None:
-            return None
         shape = array.shape
+        key = (name, array.dtype, shape)
+        head = _output_heads.get(key)
+        if head is None:
+            datatype = _PLAIN_DATATYPES.get(array.dtype)
+            if datatype is None:
+                return None
+            head = b'%s%s,"data":' % (_tensor_head(name, datatype), orjson.dumps(shape))
+            if len(_output_heads) >= _MAX_OUTPUT_HEADS:
+                del _output_heads[next(iter(_output_heads))]
+            _output_heads[key] = head
         if len(shape) == 2 and shape[0] == 1 and array.flags.c_contiguous:
             # One row: its nested JSON is the flat one in one more pair of brackets.
             data = orjson.dumps(array, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1]
         else:
             data = orjson.dumps(np.ascontiguousarray(array).reshape(-1), option=orjson.OPT_SERIALIZE_NUMPY)
-        if b"null" in data:  # a non-finite float: json_data spells it as Triton does
+        if b"n" in data:  # `null`, a non-finite float (no number has an n): json_data spells it as Triton does
             return None
-        parts.append(b"%s%s,\"data\":%s}" % (_tensor_head(name, datatype), orjson.dumps(shape), data))
-    tail = b"]}" if request_id is None else b'],"id":%s}' % orjson.dumps(request_id)
-    return _response_head(model_name, model_version) + b",".join(parts) + tail
+        parts.append(head + data)
+    close = b"}]" if parts else b"]"  # the last tensor's brace (the others' come with the join)
+    tail = close + b"}" if request_id is None else b'%s,"id":%s}' % (close, orjson.dumps(request_id))
+    return _response_head(model_name, model_version) + b"},".join(parts) + tail
+
+
+# An output's `{"name":...,"datatype":...,"shape":[...],"data":` by its name, dtype and shape:
+# the same few for a model's answers (shapes come from clients: a bounded number kept).
+_output_heads: dict[tuple, bytes] = {}
+_MAX_OUTPUT_HEADS = 1024
 
 
 def json_data(array: np.ndarray, datatype: str, name: str):
