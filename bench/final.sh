@@ -7,8 +7,8 @@
 # Writes, each a markdown table (progress and server errors go to the matching .log):
 #   run.md          bench/run.py: the hand-written endpoint, Triton's python backend with and
 #                   without its dynamic batcher, modelserve with and without batching, at 1, 8
-#                   and 64 connections, every answer checked; modelserve --no-access-log beside
-#                   the default (--access-log); --workers 2 against 1 (wrk, checked); diffusion
+#                   and 64 connections, every answer checked; modelserve --access-log beside
+#                   the default (no access log); --workers 2 against 1 (wrk, checked); diffusion
 #                   samples/s at 1, 4 and 16 generations (bench/diffusion.py's rows, through
 #                   run.py's --diffusion so that its target is in the table)
 #   translation.md  bench/translation.py at 1, 4, 16 and 64 concurrent streams

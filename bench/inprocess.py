@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--requests", type=int, default=150, help="measured requests per connection")
     parser.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=False,
-                        help="modelserve's per-request access log (its default is on) for trees whose flags don't say")
+                        help="modelserve's per-request access log (off by default) for trees whose flags don't say")
     parser.add_argument("--serve", nargs=3, metavar=("KIND", "CONFIG", "REQUESTS"), help=argparse.SUPPRESS)
     parser.add_argument("--serve-flags", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -56,7 +56,7 @@ def main() -> None:
     parser.add_argument("--only", action="append", help="run only servers whose label starts with this (repeatable)")
     parser.add_argument("--no-triton", action="store_true", help="skip Triton (or when bench/triton_setup.sh was not run)")
     parser.add_argument("--access-log", action="store_true",
-                        help="also run modelserve with --no-access-log, to price the default per-request log")
+                        help="also run modelserve with --access-log, to price the per-request log (off by default)")
     parser.add_argument("--workers", action="store_true",
                         help="also measure --workers 2 against one worker at the widest connections, all on every core")
     parser.add_argument("--workers-rounds", type=int, default=1, help="1 and 2 workers in turn, this many times (medians)")
@@ -139,8 +139,8 @@ def _servers(args, root: Path, plain: Path, batched: Path, model_path: Path) -> 
     servers["modelserve, no batching"] = (_modelserve(plain), env, wide)
     servers["modelserve, max_batch_size 64, max_queue_delay_ms 0"] = (_modelserve(batched), env, wide)
     if args.access_log:
-        servers["modelserve, max_batch_size 64, --no-access-log"] = (
-            _modelserve(batched, "--no-access-log"), env, one_row)
+        servers["modelserve, max_batch_size 64, --access-log"] = (
+            _modelserve(batched, "--access-log"), env, one_row)
     return servers
 
 

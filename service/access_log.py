@@ -1,4 +1,4 @@
-"""The access log's one JSON line per request, cheap enough to leave on by default.
+"""The access log's one JSON line per request (`--access-log`; off by default), made cheap.
 
 Through stdlib logging a line costs a LogRecord, the handler's lock, the formatter and a write
 plus flush (a system call) per request: a measured fifth of a 1-row infer's CPU at 64

@@ -82,15 +82,24 @@ class Batcher:
             (s for s in policy.preferred_batch_sizes if s <= policy.max_batch_size), default=policy.max_batch_size
         )
 
-    async def submit(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Queue one request (its first axis is its rows) and wait for its own outputs."""
+    def submit(self, feeds: dict[str, np.ndarray]) -> "asyncio.Future[dict[str, np.ndarray]]":
+        """Queue one request (its first axis is its rows); the future gives its own outputs. A
+        plain function returning the future, not a coroutine: one frame less to make and to
+        resume per request. Await it at once: an error of the request itself (a full queue) is
+        raised by the call."""
         if self.policy.max_queue_size is not None and len(self._queue) >= self.policy.max_queue_size:
             raise Overloaded(f"queue is full ({self.policy.max_queue_size} requests waiting); retry shortly")
         loop = asyncio.get_running_loop()
-        rows = int(next(iter(feeds.values())).shape[0])
-        # The dtype itself, not its `.str` (a new string each time): equal dtypes compare and hash alike.
-        key = tuple([(name, a.dtype, a.shape[1:]) for name, a in feeds.items()])
-        pending = _Pending(feeds, rows, key, loop.create_future())
+        # The dtype itself, not its `.str` (a new string each time): equal dtypes compare and hash
+        # alike. The key of one input is not wrapped in a tuple: it equals no key of several.
+        if len(feeds) == 1:
+            for name, array in feeds.items():
+                shape = array.shape
+                key = (name, array.dtype, shape[1:])
+        else:
+            shape = next(iter(feeds.values())).shape
+            key = tuple([(name, a.dtype, a.shape[1:]) for name, a in feeds.items()])
+        pending = _Pending(feeds, int(shape[0]), key, loop.create_future())
         self._queue.append(pending)
         self._pending_delta += 1
         self._flush_later(loop)
@@ -99,7 +108,7 @@ class Batcher:
         # before it was replaced is still served by it.
         if self._collector is None or self._collector.done():
             self._collector = loop.create_task(self._collect_forever())
-        return await pending.future
+        return pending.future
 
     def close(self) -> None:
         """Serve what is queued, then let the collector end (an unloaded or replaced version)."""

@@ -94,8 +94,12 @@ class InferProtocol(HeadTimeoutProtocol):
             return
         if cycle.response_complete:
             return
-        cycle.body += body
-        if len(cycle.body) > HIGH_WATER_LIMIT:
+        gathered = cycle.body
+        if type(gathered) is bytes:  # a JSON body: kept as the chunk itself while it is one
+            cycle.body = gathered = body if not gathered else bytearray(gathered) + body
+        else:
+            gathered += body  # a bytearray's or AlignedBody's own +=, in place
+        if len(gathered) > HIGH_WATER_LIMIT:
             self.flow.pause_reading()
         cycle.set()
 
@@ -202,7 +206,7 @@ class InferProtocol(HeadTimeoutProtocol):
         declared = body_limit.declared_length(length)
         if declared is None or body_limit.refusal(declared, infer.max_bytes) is not None:
             return None
-        if infer.rules.refusal(RouteClass.MODEL, authorization) is not None:  # route_class of every infer path
+        if not infer.models_open and infer.rules.refusal(RouteClass.MODEL, authorization) is not None:
             return None
         path, name, version = route
         return InferCycle(
@@ -210,10 +214,11 @@ class InferProtocol(HeadTimeoutProtocol):
             content_type.decode("latin-1") if content_type is not None else "",
             encoding.decode("latin-1") if encoding is not None else None,
             header_length.decode("latin-1") if header_length is not None else None,
-            request_id_from(request_id) if infer.access_log else None,
-            # The binary extension's body is gathered with its tensors aligned; a JSON one as bytes.
+            request_id_from(request_id),  # sent back whether or not the access log is on
+            # The binary extension's body is gathered with its tensors aligned; a JSON one as bytes
+            # (a body that comes in one chunk is that chunk: no copy in, none out; on_body).
             AlignedBody(declared, int(header_length)) if header_length is not None and header_length.isdigit()
-            else bytearray(),
+            else b"",
             keep_alive=self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive(),
         )
 
@@ -264,13 +269,13 @@ class InferCycle:
     )
 
     def __init__(self, protocol: InferProtocol, dataplane, path: str, name: str, version: str | None,
-                 content_type: str, encoding: str | None, header_length: str | None, request_id: str | None,
+                 content_type: str, encoding: str | None, header_length: str | None, request_id: str,
                  body: AlignedBody | bytearray, keep_alive: bool):
         self.protocol, self.dataplane = protocol, dataplane
         self.path, self.name, self.version = path, name, version
         self.content_type, self.encoding, self.header_length = content_type, encoding, header_length
         self.request_id, self.keep_alive = request_id, keep_alive
-        self.body = body  # uvicorn's on_body adds each chunk with +=
+        self.body = body  # added to by on_body
         self.more_body = True
         self.disconnected = self.response_complete = self.expired = False
         self.started = time.perf_counter()
@@ -295,7 +300,7 @@ class InferCycle:
     async def run_asgi(self, app) -> None:  # the name uvicorn starts a cycle by; `app` is unused
         protocol = self.protocol
         infer: InferSettings = protocol.infer
-        self.task = asyncio.current_task()
+        self.task = protocol._worker  # run_asgi runs only in the connection's worker (_serve)
         if infer.timeout_s > 0:
             self.deadline = protocol.loop.time() + infer.timeout_s
             protocol.watch(self)
@@ -309,13 +314,13 @@ class InferCycle:
                 if self.disconnected:
                     raise ClientDisconnected(f"client disconnected after {len(self.body)} bytes of its body")
                 reading_body = False
-                body = self.body.view() if type(self.body) is AlignedBody else bytes(self.body)
+                body = self.body
+                body = body.view() if type(body) is AlignedBody else bytes(body)  # bytes(bytes) is itself
                 body = decoded(body, self.encoding, infer.max_bytes)
                 content, headers = await infer_body(self.dataplane, infer.limits, self.name, self.version, body,
                                                     self.content_type, self.header_length)
                 status = 200
                 lines = _JSON_LINES if headers == _JSON_HEADERS else _header_lines(headers)
-                lines += b"content-length: %d\r\n" % len(content)
             except asyncio.CancelledError:
                 if not self.expired:  # shutdown's or a disconnection's, not our deadline's
                     raise
@@ -332,11 +337,13 @@ class InferCycle:
             access_log.http_request(self.request_id, "POST", self.path, self.name, self.version, status, self.started)
 
     def _error(self, rendered: tuple[int, bytes, list[tuple[bytes, bytes]]]) -> tuple[int, bytes, bytes]:
-        """An error's (status, body, header lines); a `Connection: close` among its headers
-        closes the connection after it (as uvicorn's send does)."""
+        """An error's (status, body, header lines but its length); a `Connection: close` among
+        its headers closes the connection after it (as uvicorn's send does)."""
         status, content, headers = rendered
         kept = []
         for name, value in headers:
+            if name == b"content-length":
+                continue  # _respond writes it
             if name == b"connection" and b"close" in value.lower():
                 self.keep_alive = False
             else:
@@ -346,15 +353,15 @@ class InferCycle:
     async def _respond(self, status: int, lines: bytes, content: bytes) -> None:
         """Write the whole response at once, as uvicorn's send would, then let the protocol start
         the next pipelined request or its keep-alive timer. `lines`: the headers, each ending
-        in CRLF."""
+        in CRLF, the content's length not among them."""
         protocol = self.protocol
         if protocol.flow.write_paused and not self.disconnected:
             await protocol.flow.drain()
         if self.disconnected:
             return
-        request_id = b"" if self.request_id is None else b"x-request-id: %s\r\n" % self.request_id.encode()
-        protocol.transport.write(b"%s%s%s%s%s\r\n%s" % (
-            STATUS_LINE[status], _default_headers(protocol.server_state.default_headers), lines, request_id,
+        protocol.transport.write(b"%s%s%scontent-length: %d\r\nx-request-id: %s\r\n%s\r\n%s" % (
+            STATUS_LINE[status], _default_headers(protocol.server_state.default_headers), lines, len(content),
+            self.request_id.encode(),
             b"" if self.keep_alive else b"connection: close\r\n", content,
         ))
         self.response_complete = True

@@ -74,7 +74,7 @@ def server(tmp_path_factory, module_server):
     repo = tmp_path_factory.mktemp("repo")
     onnx_models.save(onnx_models.add_constant(1.0), repo, "m")
     url = module_server(repo, env={"MODELSERVE_LOG_LEVEL": "info"},
-                        args=["--api-keys", KEY, "--max-request-bytes", str(LIMIT)])
+                        args=["--access-log", "--api-keys", KEY, "--max-request-bytes", str(LIMIT)])
     return url, log_path(repo, url)
 
 

@@ -13,10 +13,10 @@ _CORS_HEADERS = ["Authorization", "Content-Type", "Content-Encoding", "Inference
 
 
 def install(app, settings) -> None:
-    """Wrap `app`, outermost first: request log, CORS, auth, body limit, timeout.
+    """Wrap `app`, outermost first: request id (and log), CORS, auth, body limit, timeout.
 
-    The log is outermost so that every answer, refusals included, has a line and an id; CORS
-    is outside auth so that preflights (which carry no key) and refusals get CORS headers.
+    The request id is outermost so that every answer, refusals included, has an id (and a line
+    when the access log is on); CORS is outside auth so that preflights (which carry no key) and refusals get CORS headers.
     """
     # Starlette puts the last added outermost, so add from the inside out.
     if settings.request_timeout_s > 0:
@@ -32,5 +32,4 @@ def install(app, settings) -> None:
             expose_headers=["Inference-Header-Content-Length", "X-Request-ID"],
             max_age=600,
         )
-    if settings.access_log:
-        app.add_middleware(RequestLogMiddleware)
+    app.add_middleware(RequestLogMiddleware, log_lines=settings.access_log)

@@ -1,4 +1,5 @@
-"""One JSON log line per request, and a request id on every response (X-Request-ID).
+"""A request id on every response (X-Request-ID), and one JSON log line per request when the
+access log is on (`--access-log`; off by default, as in Triton).
 
 The id is the client's X-Request-ID when it sends a sane one (so a trace spans the load
 balancer and the replicas), else a new one. The line carries no headers and no body: keys and
@@ -24,12 +25,16 @@ _ID_COUNTER = itertools.count()
 
 
 class RequestLogMiddleware:
-    def __init__(self, app):
+    def __init__(self, app, log_lines: bool = True):
         self.app = app
+        self.log_lines = log_lines  # False: the id only
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if not self.log_lines:
+            await self._with_id(scope, receive, send)
             return
         started = time.perf_counter()
         request_id = request_id_from(header(scope, b"x-request-id"))
@@ -52,6 +57,18 @@ class RequestLogMiddleware:
                 params = scope.get("path_params") or model_in_path(scope["path"])
                 access_log.http_request(request_id, scope["method"], scope["path"], params.get("name"),
                                         params.get("version"), status, started)
+
+
+    async def _with_id(self, scope, receive, send):
+        request_id = request_id_from(header(scope, b"x-request-id"))
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message):
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
 
 
 def request_id_from(given: bytes | None) -> str:

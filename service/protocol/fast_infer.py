@@ -7,7 +7,7 @@ else passes through to the app. Under uvicorn most infer calls do not reach ASGI
 service.http_infer answers them from the HTTP protocol with what `InferSettings` holds.
 """
 
-from service.access import KeyRules
+from service.access import KeyRules, RouteClass
 from service.middleware.routes import INFER_PATH
 from service.protocol.errors import render
 from service.protocol.v2 import infer_response
@@ -22,6 +22,9 @@ class InferSettings:
         self.limits = state.limits
         self.max_bytes = settings.max_request_bytes
         self.rules = KeyRules.from_settings(settings)
+        # Whether infer routes need no key at all (RouteClass.MODEL: every infer path's class):
+        # then the fast path asks the rules nothing per request.
+        self.models_open = self.rules.refusal(RouteClass.MODEL, None) is None
         self.timeout_s = settings.request_timeout_s
         self.access_log = settings.access_log
         self.cors = bool(settings.cors_allow_origins)

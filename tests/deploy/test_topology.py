@@ -43,7 +43,7 @@ def stack(tmp_path):
     onnx_models.save(onnx_models.slow(), repo, "slow")
     builders.write(repo, "gan", {"task": "gan", "latent_dim": builders.LATENT, "data": builders.digits_data()},
                    {"generator.onnx": builders.decoder()})
-    replicas = [Server(repo, env={"MODELSERVE_LOG_LEVEL": "info"}) for _ in range(2)]
+    replicas = [Server(repo, env={"MODELSERVE_LOG_LEVEL": "info", "MODELSERVE_ACCESS_LOG": "true"}) for _ in range(2)]
     process = None
     try:
         for replica in replicas:

@@ -28,6 +28,7 @@ def repo(tmp_path_factory):
 def url(repo, module_server):
     return module_server(repo, env={
         "MODELSERVE_API_KEYS": API_KEY, "MODELSERVE_ADMIN_KEYS": ADMIN_KEY, "MODELSERVE_LOG_LEVEL": "info",
+        "MODELSERVE_ACCESS_LOG": "true",
     }, args=["--model-control-mode", "explicit", "--load-model", "*"])
 
 

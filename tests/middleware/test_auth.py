@@ -22,11 +22,12 @@ def repo(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def url(repo, module_server):
-    """Inference and admin keys set; logging at info so the test can read every line."""
+    """Inference and admin keys set; the access log on, at info, so the test can read every line."""
     return module_server(repo, env={
         "MODELSERVE_API_KEYS": f"{API_KEY},{OTHER_API_KEY}",
         "MODELSERVE_ADMIN_KEYS": ADMIN_KEY,
         "MODELSERVE_LOG_LEVEL": "info",
+        "MODELSERVE_ACCESS_LOG": "true",
     })
 
 

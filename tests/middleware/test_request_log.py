@@ -1,20 +1,22 @@
-"""One JSON line per request with its id, model, version, status and duration; no bodies."""
+"""One JSON line per request with its id, model, version, status and duration; no bodies. Off
+by default, where every answer still carries its X-Request-ID."""
 
 import json
 import re
+import time
 
 import httpx
 import pytest
 
 from tests import onnx_models
-from tests.middleware.access_log import line_for, log_path
+from tests.middleware.access_log import access_lines, line_for, log_path
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, module_server):
     repo = tmp_path_factory.mktemp("repo")
     onnx_models.save(onnx_models.identity("BYTES"), repo, "text")
-    url = module_server(repo, env={"MODELSERVE_LOG_LEVEL": "info"})
+    url = module_server(repo, env={"MODELSERVE_LOG_LEVEL": "info"}, args=["--access-log"])
     return url, log_path(repo, url)
 
 
@@ -76,3 +78,30 @@ def test_lines_keep_their_shape_whatever_the_id_and_path_hold(server):
     assert (line["model"], line["version"], line["status"]) == ("na\u00efve\"x", "2", 404)
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line["time"])
     assert isinstance(line["duration_ms"], float) and round(line["duration_ms"], 3) == line["duration_ms"]
+
+
+@pytest.fixture(scope="module")
+def quiet_server(tmp_path_factory, module_server):
+    """The default settings: no access log."""
+    repo = tmp_path_factory.mktemp("repo")
+    onnx_models.save(onnx_models.identity("FP32"), repo, "m")
+    url = module_server(repo, env={"MODELSERVE_LOG_LEVEL": "info"})
+    return url, log_path(repo, url)
+
+
+def test_by_default_no_line_is_written_and_every_answer_has_its_id(quiet_server):
+    url, path = quiet_server
+    body = {"inputs": [{"name": "input", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}
+    answers = [
+        httpx.post(f"{url}/v2/models/m/infer", json=body, headers={"X-Request-ID": "quiet-1"}),  # the fast path
+        httpx.post(f"{url}/v2/models/m/infer?x=1", json=body),  # a query string: the ASGI route
+        httpx.post(f"{url}/v2/models/m/infer", content=b"{not json"),  # a 400 on the fast path
+        httpx.get(f"{url}/v2/models/missing"),  # a 404 through the app
+    ]
+    assert [a.status_code for a in answers] == [200, 200, 400, 404]
+    assert answers[0].headers["x-request-id"] == "quiet-1"
+    ids = [a.headers["x-request-id"] for a in answers[1:]]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids) and len(set(ids)) == 3
+    time.sleep(0.3)  # past the access log's 50 ms batch, were it on
+    assert access_lines(path) == []
+    assert "Application startup complete" in path.read_text()  # other info lines still are

@@ -66,6 +66,22 @@ def test_simple_requests_read_as_the_general_path_reads_them(datatype, shape, da
 
 
 @CHECKS
+@given(
+    datatype=st.sampled_from(["FP32", "FP64"]),
+    filler=st.sampled_from([0.25, 3, -1e30]),
+    odd=st.lists(VALUES, max_size=4),
+    odd_first=st.booleans(),
+)
+def test_long_tensors_read_as_the_general_path_reads_them(datatype, filler, odd, odd_first):
+    """Past the few values of a row (over 256), the shortcut converts the list straight to the
+    datatype: the same edge values, among many ordinary ones, at the front or at the end."""
+    plain = [filler] * (300 - len(odd))
+    data = odd + plain if odd_first else plain + odd
+    document = {"inputs": [{"name": "t", "shape": [3, 100], "datatype": datatype, "data": data}]}
+    assert _outcome(document) == _outcome(_general(document))
+
+
+@CHECKS
 @given(values=st.lists(st.floats(allow_nan=False, allow_infinity=False, width=32), min_size=1, max_size=64))
 def test_float32_rows_read_exactly(values):
     shape = [1, len(values)]

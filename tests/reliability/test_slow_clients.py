@@ -23,7 +23,8 @@ INFER = "/v2/models/m/infer"
 def server(tmp_path_factory):
     repo = tmp_path_factory.mktemp("repo")
     onnx_models.save(onnx_models.add_constant(1.0), repo, "m")
-    server = Server(repo, env={"MODELSERVE_LOG_LEVEL": "info"}, args=ARGS)
+    # The access log on (off by default): a client that leaves mid-body must be a 499 line, not a 500.
+    server = Server(repo, env={"MODELSERVE_LOG_LEVEL": "info", "MODELSERVE_ACCESS_LOG": "true"}, args=ARGS)
     server.wait_ready()
     yield server
     server.stop()
