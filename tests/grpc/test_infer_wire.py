@@ -233,13 +233,15 @@ def test_any_bytes_read_as_protobuf_reads_them(data):
 
 
 def _known_header(plans) -> bytes:
-    """A request whose header's plan `plans` now holds; its header bytes."""
+    """A request whose header's plan `plans` now holds, as the last one read by its plan (the
+    next request is first tried as that header and raw contents only); its header bytes."""
     message = pb.ModelInferRequest(model_name="m")
     message.inputs.add(name="input", datatype="FP32", shape=[1, 2])
     data = message.SerializeToString()
     full = data + _raw_field(bytes(8))
-    assert _outcome_of_wire(full, plans) == _outcome_of_protobuf(full)
-    assert plans.get(data) is not None
+    for _ in range(2):  # the first time builds its plan, the second reads by it
+        assert _outcome_of_wire(full, plans) == _outcome_of_protobuf(full)
+    assert plans.get(data) is not None and plans.last == (data, plans.get(data))
     return data
 
 
@@ -277,3 +279,18 @@ def test_a_header_with_typed_contents_is_not_answered_from_raw_contents():
     refused = _outcome_of_wire(with_raw, plans)
     assert refused == _outcome_of_protobuf(with_raw)
     assert refused[-1] == "input 'input' has contents, but the request sends raw_input_contents"
+
+
+@pytest.mark.parametrize("tail", [
+    _raw_field(bytes(8)) + b"\x1a\x04\xc3\xafd!",  # an id after the raw contents
+    _raw_field(bytes(8)) * 2,  # one buffer more than inputs
+    _raw_field(bytes(300)),  # a two-byte length, the wrong size
+    _raw_field(bytes(8)) + b"\xf8\x06\x01",  # an unknown field after
+    b"\xba\x80\x00\x08" + bytes(8),  # raw contents with a three-byte tag
+    _raw_field(bytes(8))[:-1],  # cut short
+    b"",
+])
+def test_the_last_header_then_anything_reads_as_protobuf_reads_it(tail):
+    plans = infer_wire.Plans(LIMITS)
+    data = _known_header(plans) + tail
+    assert _outcome_of_wire(data, plans) == _outcome_of_protobuf(data)
