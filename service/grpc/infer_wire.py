@@ -17,7 +17,14 @@ import numpy as np
 
 from service.datatypes import v2_datatype
 from service.errors import InvalidInput
-from service.grpc.codec import LITTLE_ENDIAN, DecodedRequest, decode_request, from_raw, parameters, tensor_header
+from service.grpc.codec import (
+    LITTLE_ENDIAN,
+    DecodedRequest,
+    decode_request,
+    from_raw,
+    parameters,
+    tensor_header,
+)
 from service.grpc.protocol import pb
 from service.protocol.v2_codec import Limits, binary_bytes
 

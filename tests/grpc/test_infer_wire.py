@@ -24,7 +24,7 @@ SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[Heal
 @pytest.fixture(scope="module", autouse=True)
 def grpc_transport():
     """No server here: the reader is the same under both transports, so this module runs once."""
-    return None
+    return
 
 
 # ------------------------------------------------------------------ the answer
