@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/grpc_vs_http.py [--seconds 8] [--concurrency 1,8,64]
                                            [--server-cpus 0] [--client-cpus 1] [--no-floors]
-                                           [--grpc-transports grpcio,asyncio]
+                                           [--grpc-transports grpcio,asyncio] [--h2load]
 
 One modelserve process per gRPC transport (--grpc-transport) serves the benchmark's MLP
 (bench/models.py) with dynamic batching on both ports, all pinned with taskset to --server-cpus; the load comes from --client-cpus (this
@@ -22,7 +22,9 @@ messages on the same core, neither running a model: gRPC servers answering a pre
 a coroutine on an event loop as modelserve's grpcio transport does, hyper-h2 on the event loop,
 and modelserve's asyncio transport) and a bare uvicorn app (bench/bare_uvicorn.py).
 The floor the issue sets: gRPC 64-row rows/s >= HTTP binary 64-row; it is printed both as
-measured and per server CPU-second.
+measured and per server CPU-second. grpcio's Python client spends 100-200 µs of CPU a call
+against wrk's 15-25, so where other work shares the client's core it, not the server, can set
+gRPC's rows/s; --h2load adds rows (and floor lines) loaded by h2load, a client in C as wrk is.
 """
 
 import argparse
@@ -84,11 +86,16 @@ def main() -> None:
     parser.add_argument("--grpc-transports", default="grpcio,asyncio",
                         help="modelserve's --grpc-transport values to measure, each on a server of its own")
     parser.add_argument("--no-floors", action="store_true", help="skip the echo and bare-uvicorn rows")
+    parser.add_argument("--h2load", action="store_true", help="also load gRPC with h2load (nghttp2's HTTP/2 load "
+                        "tool, in C as wrk is: apt-get install nghttp2-client), one connection, the calls in flight "
+                        "as streams; its rows get floor lines of their own")
     parser.add_argument("--profile", type=Path, help="also py-spy the server under 64-row calls, 8 in flight, "
                         "over gRPC and HTTP binary: collapsed stacks into this folder, shares printed")
     args = parser.parse_args()
     if not wrk.available():
         sys.exit("wrk is missing: apt-get install wrk")
+    if args.h2load and shutil.which("h2load") is None:
+        sys.exit("h2load is missing: apt-get install nghttp2-client")
     os.sched_setaffinity(0, cpu_list(args.client_cpus))
     levels = [int(c) for c in args.concurrency.split(",")]
     started, load_before = datetime.datetime.now(datetime.UTC), os.getloadavg()
@@ -111,6 +118,9 @@ def main() -> None:
             json_headers = {"Content-Type": "application/json"}
             for c in levels:
                 loads = [(servers[t], f"gRPC ({t})", _grpc_load, (servers[t].grpc, message)) for t in transports]
+                if args.h2load:
+                    loads += [(servers[t], f"gRPC ({t}), h2load", _h2load, (servers[t].grpc, message))
+                              for t in transports]
                 loads += [(server, "HTTP binary", _wrk, (target, binary, binary_headers)),
                           (server, "HTTP JSON", _wrk, (target, _json_body(x), json_headers))]
                 for measured, kind, measure, load in loads:
@@ -224,6 +234,31 @@ def _grpc_load(address: str, message: bytes, concurrency: int, seconds: float):
         elapsed = time.perf_counter() - began
     p50, p99 = np.percentile(latencies, [50, 99]) * 1000 if latencies else (0.0, 0.0)
     return len(latencies) / elapsed, p50, p99, errors
+
+
+def _h2load(address: str, message: bytes, concurrency: int, seconds: float):
+    """h2load's `concurrency` streams in flight on one connection for `seconds`, each POSTing the
+    same gRPC-framed message, as wrk sends one prepared body: (requests/s, p50 ms, p99 ms, errors).
+    h2load reads no trailers, so one call through grpcio first checks that the message is answered
+    OK; a status other than 200 counts as an error."""
+    with grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", -1)]) as channel:
+        channel.unary_unary(INFER)(message, timeout=30)  # raises unless grpc-status is OK
+    with tempfile.TemporaryDirectory() as folder:
+        body, log = Path(folder) / "body", Path(folder) / "log"
+        body.write_bytes(b"\0" + len(message).to_bytes(4, "big") + message)
+        out = subprocess.run(
+            ["h2load", "-D", f"{seconds:g}", "-c", "1", "-m", str(concurrency), "-t", "1", "-d", str(body),
+             "-H", "content-type: application/grpc", "-H", "te: trailers", "--log-file", str(log),
+             f"http://{address}{INFER}"],
+            capture_output=True, text=True, check=True,
+        )
+        # Per request: start (µs since the epoch), HTTP status, µs until the end of the response.
+        entries = [line.split("\t") for line in log.read_text().splitlines() if line]
+    latencies = np.array([int(e[2]) for e in entries if e[1] == "200"], dtype=float) / 1000
+    errors = sum(e[1] != "200" for e in entries)
+    rate = next(float(line.split(", ")[1].split()[0]) for line in out.stdout.splitlines() if line.startswith("finished in"))
+    p50, p99 = np.percentile(latencies, [50, 99]) if len(latencies) else (0.0, 0.0)
+    return rate, p50, p99, errors
 
 
 def _tritonclient_load(address: str, x: np.ndarray, concurrency: int, seconds: float):
@@ -370,7 +405,8 @@ def _print(rows: list[Row], args, transports, started, load_before, load_after) 
         print(f"| {r.kind} | {r.size} | {r.concurrency} | {r.rows_per_s:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
               f"| {r.errors} | {r.server_us:,.0f} | {r.server_share:.0%} | {r.size / r.server_us * 1e6:,.0f} "
               f"| {r.client_us:,.0f} | {'' if r.rows_per_execution is None else f'{r.rows_per_execution:.1f}'} |")
-    kinds = (*(f"gRPC ({t})" for t in transports), "HTTP binary")
+    kinds = (*(f"gRPC ({t})" for t in transports), *(f"gRPC ({t}), h2load" for t in transports if args.h2load),
+             "HTTP binary")
     best = {k: max((r for r in rows if r.kind == k and r.size == 64), key=lambda r: r.rows_per_s) for k in kinds}
     cheapest = {k: min((r for r in rows if r.kind == k and r.size == 64), key=lambda r: r.server_us) for k in kinds}
     http_best, http_cheapest = best["HTTP binary"], cheapest["HTTP binary"]

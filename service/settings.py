@@ -35,9 +35,9 @@ class Settings(BaseSettings):
         8001, ge=0, le=65535, description="port of the gRPC server (inference.GRPCInferenceService); 0: off"
     )
     grpc_transport: Literal["grpcio", "asyncio"] = Field(
-        "grpcio",
-        description="what serves gRPC: grpcio (its synchronous server, calls handed to the loop) or "
-        "asyncio (HTTP/2 on the event loop itself, service/grpc/asyncio_server.py)",
+        "asyncio",
+        description="what serves gRPC: asyncio (HTTP/2 on the event loop itself, "
+        "service/grpc/asyncio_server.py) or grpcio (its synchronous server, calls handed to the loop)",
     )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     workers: int = Field(1, ge=1, description="server processes")

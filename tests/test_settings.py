@@ -45,7 +45,7 @@ def test_bad_flag_value_is_refused():
 
 def test_grpc_transport_from_flag_and_environment(monkeypatch):
     monkeypatch.delenv("MODELSERVE_GRPC_TRANSPORT", raising=False)
+    assert Settings().grpc_transport == "asyncio"  # the default since branch grpc-floor
+    monkeypatch.setenv("MODELSERVE_GRPC_TRANSPORT", "grpcio")
     assert Settings().grpc_transport == "grpcio"
-    monkeypatch.setenv("MODELSERVE_GRPC_TRANSPORT", "asyncio")
-    assert Settings().grpc_transport == "asyncio"
-    assert CliApp.run(Settings, cli_args=["--grpc-transport", "grpcio"]).grpc_transport == "grpcio"
+    assert CliApp.run(Settings, cli_args=["--grpc-transport", "asyncio"]).grpc_transport == "asyncio"

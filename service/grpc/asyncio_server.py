@@ -21,10 +21,10 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 from service.access import KeyRules
 from service.dataplane import DataPlane
 from service.grpc.bridge import Abort
-from service.grpc.h2c import H2Connection, Stream, literal
+from service.grpc.h2c import H2Connection, Stream, hpack_length, literal
 from service.grpc.lifecycle import Lifecycle, serving_statuses
 from service.grpc.protocol import SERVICE, SERVICE_NAME, pb
-from service.grpc.server import lenient_parser
+from service.grpc.server import request_parser
 from service.grpc.servicer import InferenceServicer
 from service.protocol.v2_codec import Limits
 from service.settings import Settings
@@ -180,7 +180,7 @@ class Call:
             if self.kind == _SERVER_STREAM:
                 self._finish(grpc.StatusCode.OK, "", self.trailers)
                 return
-            message = reply.SerializeToString()
+            message = reply if type(reply) is bytes else reply.SerializeToString()  # ModelInfer's are bytes
         except BaseException as exc:  # noqa: BLE001  (every end of a call is rendered as a status)
             self._end_with(exc)
             return
@@ -269,13 +269,28 @@ class Call:
 def _metadata(pairs) -> bytes:
     out = b""
     for key, value in pairs:
-        key = key.lower().encode()
-        if key.endswith(b"-bin"):
+        head = _KEYS.get(key)
+        if head is None:
+            head = _key(key)
+        if head[1]:
             value = base64.b64encode(value if isinstance(value, bytes) else value.encode()).rstrip(b"=")
         elif isinstance(value, str):
             value = value.encode()
-        out += literal(key, value)
+        out += head[0] + hpack_length(value) + value
     return out
+
+
+def _key(key: str) -> tuple[bytes, bool]:
+    """A metadata key's literal up to its value (literal(key, value) = this + value's length +
+    value), and whether it is binary; remembered, as a call's trailers repeat the same keys."""
+    name = key.lower().encode()
+    head = (literal(name, b"")[:-1], name.endswith(b"-bin"))
+    if len(_KEYS) < 256:
+        _KEYS[key] = head
+    return head
+
+
+_KEYS: dict[str, tuple[bytes, bool]] = {}
 
 
 def _percent(message: str) -> bytes:
@@ -308,7 +323,7 @@ class AsyncioGrpcServer(Lifecycle):
             if implementation is not None:  # else UNIMPLEMENTED, as grpcio answers
                 kind = _STREAM if method.client_streaming else _UNARY
                 self.methods[f"/{SERVICE_NAME}/{method.name}"] = (
-                    kind, implementation, lenient_parser(getattr(pb, method.input_type.name)))
+                    kind, implementation, request_parser(method.name, getattr(pb, method.input_type.name)))
         self.methods[f"/{health.SERVICE_NAME}/Check"] = (
             _UNARY, self.health.Check, _parser(health_pb2.HealthCheckRequest))
         self.methods[f"/{health.SERVICE_NAME}/Watch"] = (

@@ -32,7 +32,7 @@ CONTENTS_FIELD = {
 
 
 # Raw contents are little-endian whatever the host (numpy swaps on a big-endian one).
-_LITTLE_ENDIAN = {datatype: dtype.newbyteorder("<") for datatype, dtype in V2_TO_NUMPY.items() if datatype != "BYTES"}
+LITTLE_ENDIAN = {datatype: dtype.newbyteorder("<") for datatype, dtype in V2_TO_NUMPY.items() if datatype != "BYTES"}
 
 
 @dataclass
@@ -53,7 +53,7 @@ def decode_request(request: pb.ModelInferRequest, limits: Limits) -> DecodedRequ
     inputs: dict[str, np.ndarray] = {}
     datatypes: dict[str, str] = {}
     for position, tensor in enumerate(tensors):
-        (name, datatype, shape), dtype, size = _tensor_header(tensor, position, limits)
+        (name, datatype, shape), dtype, size = tensor_header(tensor, position, limits)
         if name in inputs:
             raise InvalidInput(f"input '{name}' is given more than once")
         if raw:
@@ -67,7 +67,7 @@ def decode_request(request: pb.ModelInferRequest, limits: Limits) -> DecodedRequ
                 array = np.ndarray(shape, dtype, buffer)
                 inputs[name] = array if array.flags.aligned else array.copy()
             else:  # BYTES, BOOL and BF16 are checked item by item; a wrong size is refused there
-                inputs[name] = _from_raw(buffer, datatype, shape, name)
+                inputs[name] = from_raw(buffer, datatype, shape, name)
         else:
             inputs[name] = _from_contents(tensor.contents, datatype, shape, name)
         datatypes[name] = datatype
@@ -84,7 +84,7 @@ _CHECKED_SIZE = 1024
 _ITEM_BY_ITEM = {"BYTES", "BOOL", "BF16"}  # raw contents that are not a plain little-endian array
 
 
-def _tensor_header(tensor, position: int, limits: Limits) -> tuple[tuple, np.dtype | None, int]:
+def tensor_header(tensor, position: int, limits: Limits) -> tuple[tuple, np.dtype | None, int]:
     """((name, datatype, shape), the raw contents' dtype, their size in bytes); the dtype is
     None for a datatype whose raw contents are read item by item."""
     header = (tensor.name, tensor.datatype, tuple(tensor.shape))
@@ -93,7 +93,7 @@ def _tensor_header(tensor, position: int, limits: Limits) -> tuple[tuple, np.dty
         return known[1]
     name, datatype, shape = header
     _check_header(name, datatype, shape, position, limits)
-    dtype = None if datatype in _ITEM_BY_ITEM else _LITTLE_ENDIAN[datatype]
+    dtype = None if datatype in _ITEM_BY_ITEM else LITTLE_ENDIAN[datatype]
     plan = (header, dtype, 0 if dtype is None else math.prod(shape) * dtype.itemsize)
     if len(_CHECKED) >= _CHECKED_SIZE:
         _CHECKED.clear()
@@ -117,7 +117,7 @@ def _check_header(name: str, datatype: str, shape: tuple[int, ...], position: in
         )
 
 
-def _from_raw(buffer: bytes, datatype: str, shape: tuple[int, ...], name: str) -> np.ndarray:
+def from_raw(buffer: bytes, datatype: str, shape: tuple[int, ...], name: str) -> np.ndarray:
     if datatype in ("BYTES", "BOOL", "BF16"):
         if datatype != "BYTES":
             _check_size(buffer, datatype, shape, name)
@@ -130,7 +130,7 @@ def _from_raw(buffer: bytes, datatype: str, shape: tuple[int, ...], name: str) -
 
 
 def _check_size(buffer: bytes, datatype: str, shape: tuple[int, ...], name: str) -> np.dtype:
-    dtype = _LITTLE_ENDIAN[datatype]
+    dtype = LITTLE_ENDIAN[datatype]
     needed = math.prod(shape) * dtype.itemsize
     if len(buffer) != needed:
         raise InvalidInput(
@@ -203,5 +203,5 @@ def encode_response(
         if datatype == "BYTES":
             response.raw_output_contents.append(binary_bytes(array, datatype))
         else:  # one copy, straight from the array's buffer (little-endian, row-major)
-            response.raw_output_contents.append(array.astype(_LITTLE_ENDIAN[datatype], copy=False).tobytes())
+            response.raw_output_contents.append(array.astype(LITTLE_ENDIAN[datatype], copy=False).tobytes())
     return response

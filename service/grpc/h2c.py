@@ -61,10 +61,10 @@ def _frame_head(kind: int, flags: int, stream_id: int, length: int) -> bytes:
 def literal(name: bytes, value: bytes) -> bytes:
     """One header as HPACK 'literal without indexing, new name', no Huffman (RFC 7541 §6.2.2):
     it leaves both sides' dynamic tables as they were."""
-    return b"\x00" + _length(name) + name + _length(value) + value
+    return b"\x00" + hpack_length(name) + name + hpack_length(value) + value
 
 
-def _length(data: bytes) -> bytes:
+def hpack_length(data: bytes) -> bytes:
     """An HPACK string length, 7-bit prefix, Huffman bit off (RFC 7541 §5.1)."""
     n = len(data)
     if n < 127:

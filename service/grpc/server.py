@@ -22,6 +22,7 @@ from grpc_reflection.v1alpha import reflection
 from service.access import KeyRules
 from service.dataplane import DataPlane
 from service.grpc import bridge
+from service.grpc.infer_wire import InferBytes
 from service.grpc.lifecycle import Lifecycle, serving_statuses
 from service.grpc.protocol import SERVICE, SERVICE_NAME, pb
 from service.grpc.servicer import InferenceServicer, Malformed
@@ -93,14 +94,20 @@ def _handlers(servicer: InferenceServicer, loop: asyncio.AbstractEventLoop) -> g
             make, implementation = grpc.unary_unary_rpc_method_handler, bridge.unary(loop, implementation)
         handlers[method.name] = make(
             implementation,
-            request_deserializer=lenient_parser(request_class),
+            request_deserializer=request_parser(method.name, request_class),
             response_serializer=_serialize,
         )
     return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
 
 
 def _serialize(message) -> bytes:
-    return message.SerializeToString()
+    return message if type(message) is bytes else message.SerializeToString()  # ModelInfer's are bytes
+
+
+def request_parser(method: str, message_class):
+    """ModelInfer's request stays bytes (the servicer reads it: service/grpc/infer_wire.py);
+    every other RPC's is parsed leniently."""
+    return InferBytes if method == "ModelInfer" else lenient_parser(message_class)
 
 
 def lenient_parser(message_class):

@@ -16,6 +16,7 @@ from service import access_log
 from service.access import KeyRules, RouteClass
 from service.dataplane import DataPlane
 from service.errors import INTERNAL_MESSAGE, InvalidInput, RequestTimeout, ServiceError
+from service.grpc import infer_wire
 from service.grpc.codec import decode_request, encode_response, parameters, set_parameter
 from service.grpc.deadlines import Deadlines
 from service.grpc.errors import status_of
@@ -58,9 +59,10 @@ def _request_id(given: str | bytes | None, context) -> str:
 
 def _admit(servicer: "InferenceServicer", route: RouteClass, request, authorization: str | bytes | None) -> None:
     """The checks every RPC passes first; raises a ServiceError."""
-    refusal = servicer.rules.refusal(route, authorization.encode() if isinstance(authorization, str) else authorization)
-    if refusal is not None:
-        raise refusal
+    if route not in servicer.keyless:
+        refusal = servicer.rules.refusal(route, authorization.encode() if isinstance(authorization, str) else authorization)
+        if refusal is not None:
+            raise refusal
     if isinstance(request, Malformed):
         raise InvalidInput(f"malformed protobuf: {request.error}")
 
@@ -132,7 +134,11 @@ class InferenceServicer:
     def __init__(self, dataplane: DataPlane, rules: KeyRules, limits: Limits, timeout_s: float, log_requests: bool = True):
         self.dataplane = dataplane
         self.rules = rules
+        # The route classes a call without a key may use: the rules refuse a call only for want
+        # of a (right) key, or whatever its key (model control turned off), so these pass every call.
+        self.keyless = frozenset(route for route in RouteClass if rules.refusal(route, None) is None)
         self.limits = limits
+        self.plans = infer_wire.Plans(limits)
         self.timeout_s = timeout_s or None
         self.deadlines = Deadlines(timeout_s) if timeout_s else None
         self.log_requests = log_requests  # --no-access-log turns gRPC's lines off too
@@ -177,10 +183,13 @@ class InferenceServicer:
     # ------------------------------------------------------------------ inference
     @unary(RouteClass.MODEL)
     async def ModelInfer(self, request, context):
-        model = self.dataplane.model(request.model_name, request.model_version or None)
-        decoded = decode_request(request, self.limits)
+        # `request` is its bytes (infer_wire.InferBytes): a header seen before is not parsed again,
+        # and the answer leaves as bytes.
+        read = infer_wire.Read(request, self.plans)
+        model = self.dataplane.model(read.model_name, read.model_version or None)
+        decoded = read.decode()
         outputs = await self.dataplane.infer(model, decoded.inputs, decoded.datatypes, decoded.output_names)
-        return encode_response(pb.ModelInferResponse(), model.name, str(model.version), outputs, request.id)
+        return infer_wire.encode_response(model.name, str(model.version), outputs, read.id)
 
     async def ModelStreamInfer(self, requests, context):
         """Each request's answers in turn: a generator's events (the last one marked

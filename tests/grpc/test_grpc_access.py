@@ -133,3 +133,29 @@ def test_request_timeout_answers_deadline_exceeded(repo, serve_repository):
     assert message == "request did not complete within 0.3 s"
     assert (infer(url) == np.ones((1, 3), np.float32)).all()
     client.close()
+
+
+def test_a_known_request_header_follows_its_model_through_load_and_unload(tmp_path, serve_repository):
+    """ModelInfer keeps a request header's checked reading (service/grpc/infer_wire.py), never the
+    model: a new latest version answers the same header, and an unloaded model refuses it as it
+    refuses a header never seen."""
+    onnx_models.save(onnx_models.add_constant(1.0), tmp_path, "m", version=1)
+    url = serve_repository(tmp_path, env={"MODELSERVE_ALLOW_MODEL_CONTROL_WITHOUT_ADMIN_KEYS": "true"},
+                           args=["--model-control-mode", "explicit", "--load-model", "*"])
+    client = tg.InferenceServerClient(url.grpc)
+
+    def add(rows: int) -> tuple[str, list]:
+        tensor = tg.InferInput("x", [rows, 1], "FP32")
+        tensor.set_data_from_numpy(np.arange(rows, dtype=np.float32).reshape(rows, 1))
+        result = client.infer("m", [tensor])
+        return result.get_response().model_version, result.as_numpy("y").reshape(-1).tolist()
+
+    assert add(2) == add(2) == ("1", [1.0, 2.0])
+    onnx_models.save(onnx_models.add_constant(5.0), tmp_path, "m", version=2)
+    client.load_model("m")
+    assert add(2) == ("2", [5.0, 6.0])
+    client.unload_model("m")
+    known, new = refusal(lambda: add(2)), refusal(lambda: add(3))
+    assert known == new and known[0] in ("StatusCode.NOT_FOUND", "StatusCode.UNAVAILABLE")
+    client.load_model("m")
+    assert add(2) == ("2", [5.0, 6.0])

@@ -189,6 +189,69 @@ def test_scalar_zero_size_and_versions(client):
     assert grpc_infer(client, "versioned", x, {"x": "FP32"}, model_version="1").as_numpy("y").item() == 2.0
 
 
+# ------------------------------------------------------------------------ a header seen before
+# A ModelInfer request's header (everything but its id and raw contents) is read once and its
+# checked reading kept (service/grpc/infer_wire.py): the same header again must still answer from
+# the contents it comes with, and refuse what a header seen for the first time would refuse.
+
+
+def _other(datatype: str, shape) -> np.ndarray:
+    if datatype == "BYTES":
+        return np.array([b"x" * i for i in range(int(np.prod(shape)))], dtype=object).reshape(shape)
+    if datatype == "BOOL":
+        return ~sample(datatype, shape)
+    return (sample(datatype, shape)[::-1] + 1).astype(sample(datatype, shape).dtype)
+
+
+@pytest.mark.parametrize("datatype", DATATYPES)
+def test_the_same_header_answers_from_each_calls_raw_contents(client, datatype):
+    model = f"identity_{datatype.lower()}"
+    for number, array in enumerate((sample(datatype, (4, 3)), _other(datatype, (4, 3)), sample(datatype, (4, 3)))):
+        result = grpc_infer(client, model, {"input": array}, {"input": datatype}, request_id=f"call-é-{number}")
+        output = result.as_numpy("output")
+        assert result.get_response().id == f"call-é-{number}"
+        if datatype == "BYTES":
+            assert output.reshape(-1).tolist() == array.reshape(-1).tolist()
+        else:
+            assert output.dtype == array.dtype
+            np.testing.assert_array_equal(output, array)
+
+
+def test_the_same_two_input_header_answers_each_call(client):
+    types = {"x": "FP32", "n": "INT64"}
+    for scale in (1, 5, -3):
+        x, n = np.arange(6, dtype=np.float32).reshape(3, 2) * scale, np.arange(3, dtype=np.int64) * scale
+        result = grpc_infer(client, "pair", {"x": x, "n": n}, types, outputs=["next", "scaled"])
+        np.testing.assert_array_equal(result.as_numpy("scaled"), x * 2)
+        np.testing.assert_array_equal(result.as_numpy("next"), n + 1)
+
+
+def test_a_known_header_refuses_what_a_new_one_refuses(url):
+    def infer(raws: list[bytes]) -> tuple[grpc.StatusCode, str]:
+        request = _request(raw=b"")
+        request.model_version = "1"  # a header no other test sends
+        del request.raw_input_contents[:]
+        request.raw_input_contents.extend(raws)
+        return call(url, "ModelInfer", request)
+
+    right, short = np.ones(3, np.float32).tobytes(), b"\0" * 8
+    first = infer([short])  # before the header is known: read by protobuf and decode_request
+    assert first == (grpc.StatusCode.INVALID_ARGUMENT, "input 'input': raw content is 8 bytes but shape [1, 3] of FP32 needs 12")
+    assert infer([right]) == (grpc.StatusCode.OK, "")  # now it is known
+    assert infer([short]) == first
+    assert infer([right, right]) == (
+        grpc.StatusCode.INVALID_ARGUMENT, "raw_input_contents holds 2 buffers but the request has 1 inputs")
+    assert infer([]) == (
+        grpc.StatusCode.INVALID_ARGUMENT, "input 'input': fp32_contents has 0 elements but shape [1, 3] needs 3")
+    known = _request(raw=b"")
+    known.model_version = "1"
+    del known.raw_input_contents[:]
+    overlong_raw_tag = b"\xba\x80\x80\x80\x80\x00\x0c" + right  # a six-byte tag: protobuf refuses it
+    code, details = call(url, "ModelInfer", known.SerializeToString() + overlong_raw_tag)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("malformed protobuf")
+    assert infer([right]) == (grpc.StatusCode.OK, "")
+
+
 def test_aio_client(url):
     async def run():
         client = tg_aio.InferenceServerClient(url.grpc)
