@@ -32,7 +32,7 @@ CONTENTS_FIELD = {
 
 
 # Raw contents are little-endian whatever the host (numpy swaps on a big-endian one).
-LITTLE_ENDIAN = {datatype: dtype.newbyteorder("<") for datatype, dtype in V2_TO_NUMPY.items() if datatype != "BYTES"}
+_LITTLE_ENDIAN = {datatype: dtype.newbyteorder("<") for datatype, dtype in V2_TO_NUMPY.items() if datatype != "BYTES"}
 
 
 @dataclass
@@ -93,7 +93,7 @@ def tensor_header(tensor, position: int, limits: Limits) -> tuple[tuple, np.dtyp
         return known[1]
     name, datatype, shape = header
     _check_header(name, datatype, shape, position, limits)
-    dtype = None if datatype in _ITEM_BY_ITEM else LITTLE_ENDIAN[datatype]
+    dtype = None if datatype in _ITEM_BY_ITEM else _LITTLE_ENDIAN[datatype]
     plan = (header, dtype, 0 if dtype is None else math.prod(shape) * dtype.itemsize)
     if len(_CHECKED) >= _CHECKED_SIZE:
         _CHECKED.clear()
@@ -130,7 +130,7 @@ def from_raw(buffer: bytes, datatype: str, shape: tuple[int, ...], name: str) ->
 
 
 def _check_size(buffer: bytes, datatype: str, shape: tuple[int, ...], name: str) -> np.dtype:
-    dtype = LITTLE_ENDIAN[datatype]
+    dtype = _LITTLE_ENDIAN[datatype]
     needed = math.prod(shape) * dtype.itemsize
     if len(buffer) != needed:
         raise InvalidInput(
@@ -200,8 +200,13 @@ def encode_response(
     for name, array in outputs.items():
         datatype = v2_datatype(array.dtype)
         response.outputs.add(name=name, datatype=datatype, shape=array.shape)
-        if datatype == "BYTES":
-            response.raw_output_contents.append(binary_bytes(array, datatype))
-        else:  # one copy, straight from the array's buffer (little-endian, row-major)
-            response.raw_output_contents.append(array.astype(LITTLE_ENDIAN[datatype], copy=False).tobytes())
+        response.raw_output_contents.append(raw_contents(array, datatype))
     return response
+
+
+def raw_contents(array: np.ndarray, datatype: str) -> bytes:
+    """An output's raw contents: BYTES length-prefixed, any other datatype little-endian and
+    row-major, in one copy straight from the array's buffer."""
+    if datatype == "BYTES":
+        return binary_bytes(array, datatype)
+    return array.astype(_LITTLE_ENDIAN[datatype], copy=False).tobytes()

@@ -18,15 +18,15 @@ import numpy as np
 from service.datatypes import v2_datatype
 from service.errors import InvalidInput
 from service.grpc.codec import (
-    LITTLE_ENDIAN,
     DecodedRequest,
     decode_request,
     from_raw,
     parameters,
+    raw_contents,
     tensor_header,
 )
 from service.grpc.protocol import pb
-from service.protocol.v2_codec import Limits, binary_bytes
+from service.protocol.v2_codec import Limits
 
 # ModelInferRequest's field numbers: id (string), raw_input_contents (repeated bytes).
 _ID, _RAW = 3, 7
@@ -272,10 +272,7 @@ def encode_response(model_name: str, model_version: str, outputs: dict[str, np.n
     for name, array in outputs.items():
         datatype = v2_datatype(array.dtype)
         signature.append((name, datatype, array.shape))
-        if datatype == "BYTES":
-            contents.append(binary_bytes(array, datatype))
-        else:  # one copy, straight from the array's buffer (little-endian, row-major)
-            contents.append(array.astype(LITTLE_ENDIAN[datatype], copy=False).tobytes())
+        contents.append(raw_contents(array, datatype))
     key = (model_name, model_version, tuple(signature))
     head = _HEAD_KEYS.get(key)
     if head is None:
