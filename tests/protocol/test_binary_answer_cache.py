@@ -34,7 +34,7 @@ def test_a_repeat_answers_the_same_bytes(outputs, by_default):
 def test_another_shape_model_or_id_is_not_taken_for_a_known_one():
     request = InferRequest({}, {}, binary_by_default=True)
     first, _ = _fresh({"y": np.zeros((2, 3), np.float32)}, request)
-    other, headers = encode_response("m", "1", {"y": np.zeros((3, 2), np.float32)}, request)
+    other, _headers = encode_response("m", "1", {"y": np.zeros((3, 2), np.float32)}, request)
     assert b'"shape":[3,2]' in other and other != first
     renamed, _ = encode_response("n", "2", {"y": np.zeros((2, 3), np.float32)}, request)
     assert b'"model_name":"n","model_version":"2"' in renamed
@@ -45,6 +45,6 @@ def test_another_shape_model_or_id_is_not_taken_for_a_known_one():
 def test_an_output_asked_for_as_json_keeps_its_data():
     outputs = {"a": np.ones((1, 2), np.float32), "b": np.ones((1, 2), np.float32)}
     request = InferRequest({}, {}, binary_outputs={"a"})
-    body, headers = _fresh(outputs, request)
+    body, _headers = _fresh(outputs, request)
     again, _ = encode_response("m", "1", outputs, request)
     assert again == body and b'"data":[1.0,1.0]' in body
