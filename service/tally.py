@@ -7,6 +7,7 @@ and `flush` adds them to the histogram's own values, one `inc` per bucket touche
 exposition (buckets, `_count`, `_sum`) is exactly what observing each value would have made.
 """
 
+import asyncio
 from bisect import bisect_left
 
 
@@ -38,3 +39,19 @@ class Tally:
                 counts[i] = 0
         self._sum = 0.0
         self.pending = 0
+
+
+class TurnTally(Tally):
+    """A Tally that adds its observations to the histogram at the end of the event-loop turn
+    that made them, for observations made on the loop many times a turn (a token's latency, once
+    per sequence per decoder step). The flush runs before the loop reads any later I/O, so a
+    scrape after a response counts what that response observed."""
+
+    __slots__ = ()
+
+    def observe(self, amount: float) -> None:
+        self._counts[bisect_left(self._bounds, amount)] += 1
+        self._sum += amount
+        self.pending += 1
+        if self.pending == 1:
+            asyncio.get_running_loop().call_soon(self.flush)

@@ -1,8 +1,10 @@
 """service.tally: a Tally's flush leaves a histogram exactly as observing each value would."""
 
+import asyncio
+
 from prometheus_client import CollectorRegistry, Histogram
 
-from service.tally import Tally
+from service.tally import Tally, TurnTally
 
 BUCKETS = (0.001, 0.01, 0.1, 1)
 
@@ -29,3 +31,24 @@ def test_flush_matches_observe_per_value():
     tally.flush()  # nothing pending: a no-op
     assert tally.pending == 0
     assert _samples(tallied) == _samples(direct)
+
+
+def test_a_turn_tally_adds_its_observations_at_the_end_of_the_loop_turn():
+    values = [0.0005, 0.02, 0.02, 3.0]
+    direct = Histogram("direct", "d", ("m",), buckets=BUCKETS, registry=CollectorRegistry())
+    tallied = Histogram("direct", "d", ("m",), buckets=BUCKETS, registry=CollectorRegistry())
+    tally = TurnTally(tallied.labels("a"))
+
+    async def turns() -> None:
+        for v in values[:3]:  # one turn
+            direct.labels("a").observe(v)
+            tally.observe(v)
+        assert tally.pending == 3 and _samples(tallied) != _samples(direct)  # not yet
+        await asyncio.sleep(0)  # the turn ends: its flush runs
+        assert tally.pending == 0 and _samples(tallied) == _samples(direct)
+        direct.labels("a").observe(values[3])
+        tally.observe(values[3])  # a later turn schedules its own flush
+        await asyncio.sleep(0)
+        assert _samples(tallied) == _samples(direct)
+
+    asyncio.run(turns())

@@ -24,6 +24,7 @@ from service.errors import InvalidInput
 from service.runtime import TensorSpec
 from service.sampling import decoding
 from service.signature import check_inputs
+from service.tally import TurnTally
 from service.tasks import positional
 from service.tasks.base import ServedModel
 from service.tasks.params import Params, Seed, validate
@@ -55,7 +56,9 @@ class TranslationParams(Params):
 class GenerateRequest(Params):
     text_input: str = Field(max_length=MAX_CHARS, description="English number words",
                             examples=["three hundred seventy-one thousand and ninety-eight"])
-    parameters: TranslationParams = TranslationParams()
+    # A factory, not an instance: pydantic deep-copies a model default at every validation
+    # (10 µs of a request with no parameters; a new one costs 2).
+    parameters: TranslationParams = Field(default_factory=TranslationParams)
 
 
 @dataclass
@@ -163,8 +166,9 @@ class TranslationModel(ServedModel):
         # a stream used four of them per request.
         self._running = metrics.RUNNING_SEQUENCES.labels(*self._labels)
         self._generated = metrics.GENERATED_TOKENS.labels(*self._labels)
-        self._latencies = (metrics.TIME_TO_FIRST_TOKEN.labels(*self._labels),
-                           metrics.INTER_TOKEN_LATENCY.labels(*self._labels))
+        # Observed on the event loop once per token: added to the histograms once per loop turn.
+        self._latencies = (TurnTally(metrics.TIME_TO_FIRST_TOKEN.labels(*self._labels)),
+                           TurnTally(metrics.INTER_TOKEN_LATENCY.labels(*self._labels)))
 
     # ------------------------------------------------------------------ planning
     streams = True
@@ -231,35 +235,30 @@ class TranslationModel(ServedModel):
             raise RuntimeError("the decoder ended without a translation")
         return result
 
-    async def stream(self, plan: Plan) -> AsyncIterator[Token | TextGeneration]:
+    def stream(self, plan: Plan) -> AsyncIterator[Token | TextGeneration]:
         """Token events as they are chosen, then the TextGeneration. Leaving early (a client
-        that disconnects cancels the await) takes the sequence out before its next decoder step."""
-        source = self.tokens.pad_source(plan.source)  # (1, S)
-        words = [self.tokens.source[i] for i in plan.source]
-        running = self._running
-        running.inc()
-        try:
-            clock = _TokenClock(*self._latencies, plan.arrived)
-            if plan.params.beam_width > 1:
-                memory = (await positional.run(self.encoder, source))[0]
-                async for event in self._beam(plan, memory, source, clock, words):
-                    yield event
-            else:  # the stepper runs the context graph for all who join at a step, in one call
-                async for event in self._stepped(plan, source, clock, words):
-                    yield event
-        finally:
-            running.dec()
+        that disconnects cancels the await) takes the sequence out before its next decoder step.
+        (One async generator, not one wrapped in another: each layer is resumed at every token.)"""
+        return self._beam(plan) if plan.params.beam_width > 1 else self._stepped(plan)
 
-    async def _stepped(self, plan: Plan, source, clock, words):
-        """Greedy or sampled: the sequence is a row of the stepper's batch, step by step."""
+    def _start(self, plan: Plan) -> tuple[np.ndarray, list[str], "_TokenClock"]:
+        """A stream's source (1, S), its words, and its clock; it counts as running from now."""
+        self._running.inc()
+        return (self.tokens.pad_source(plan.source), [self.tokens.source[i] for i in plan.source],
+                _TokenClock(*self._latencies, plan.arrived))
+
+    async def _stepped(self, plan: Plan):
+        """Greedy or sampled: the sequence is a row of the stepper's batch, step by step (the
+        stepper runs the context graph for all who join at a step, in one call)."""
         p = plan.params
         n_source = len(plan.source)
-        seq = self.stepper.add(Sequence(source, plan.max_tokens, p.temperature, p.top_k, p.top_p, plan.seed))
         stops = [p.stop] if isinstance(p.stop, str) else (p.stop or [])
         chosen: list[int] = []
         rows: list[np.ndarray] = []
         score, text, reason, previous = 0.0, "", None, None
         target = self.tokens.target
+        source, words, clock = self._start(plan)
+        seq = self.stepper.add(Sequence(source, plan.max_tokens, p.temperature, p.top_k, p.top_p, plan.seed))
         try:
             while reason is None:
                 step = await seq.next()
@@ -284,13 +283,23 @@ class TranslationModel(ServedModel):
                     reason = step.finish_reason
         finally:
             seq.left = True  # out of the batch before its next step, however the stream ended
+            self._running.dec()
         attention = np.stack(rows)[:, :n_source] if rows else np.zeros((0, n_source), np.float32)
         best = decoding.Hypothesis(chosen, score, reason, attention)
         yield self._finished(plan, chosen, decoding.Decoded(best))
 
-    async def _beam(self, plan: Plan, memory, source, clock, words):
+    async def _beam(self, plan: Plan):
         """Beam search: its beams are reordered every step, so it runs the full-prefix decoder
         (no cache to reorder), its rows still sharing the decoder's batcher with other requests."""
+        source, words, clock = self._start(plan)
+        try:
+            async for event in self._beam_search(plan, source, clock, words):
+                yield event
+        finally:
+            self._running.dec()
+
+    async def _beam_search(self, plan: Plan, source, clock, words):
+        memory = (await positional.run(self.encoder, source))[0]
         p = plan.params
         n_source = len(plan.source)
         steps = decoding.decode(
@@ -436,7 +445,7 @@ def _bytes(texts: list[str]) -> np.ndarray:
 class _TokenClock:
     """Time to first token and inter-token latency of one sequence, into the histograms."""
 
-    def __init__(self, ttft, itl, arrived: float):
+    def __init__(self, ttft: TurnTally, itl: TurnTally, arrived: float):
         self._ttft, self._itl = ttft, itl  # the version's two histograms
         self._last: float | None = None
         self._arrived = arrived
