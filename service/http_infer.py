@@ -23,19 +23,19 @@ import contextvars
 import functools
 import logging
 import re
-import time
 
 from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from service import access_log
 from service.access import RouteClass
-from service.errors import ClientDisconnected
+from service.http_cycle import FastCycle
 from service.http_protocol import HeadTimeoutProtocol
-from service.middleware import body_limit, timeout
+from service.http_stream import StreamCycle
+from service.middleware import body_limit
 from service.middleware.request_log import request_id_from
-from service.middleware.routes import INFER_PATH
-from service.protocol.body import AlignedBody, decoded
+from service.middleware.routes import INFER_PATH, STREAM_PATH
+from service.protocol.body import AlignedBody
 from service.protocol.errors import render
 from service.protocol.fast_infer import InferSettings
 from service.protocol.v2 import infer_body
@@ -43,6 +43,7 @@ from service.protocol.v2 import infer_body
 log = logging.getLogger(__name__)
 
 _INFER_PATH = re.compile(INFER_PATH.pattern.encode())
+_STREAM_PATH = re.compile(STREAM_PATH.pattern.encode())
 _NOT_PLAIN = re.compile(rb"[%?#]|[^\x21-\x7e]")  # what the ASGI path would unquote, split or refuse
 
 
@@ -89,7 +90,7 @@ class InferProtocol(HeadTimeoutProtocol):
     # to be an upgrade, so the parser need not be asked again for every read.
     def on_body(self, body: bytes) -> None:
         cycle = self.cycle
-        if type(cycle) is not InferCycle:
+        if not isinstance(cycle, FastCycle):
             super().on_body(body)
             return
         if cycle.response_complete:
@@ -105,7 +106,7 @@ class InferProtocol(HeadTimeoutProtocol):
 
     def on_message_complete(self) -> None:
         cycle = self.cycle
-        if type(cycle) is not InferCycle:
+        if not isinstance(cycle, FastCycle):
             super().on_message_complete()
             return
         if cycle.response_complete:
@@ -134,7 +135,7 @@ class InferProtocol(HeadTimeoutProtocol):
     # a connection runs at a time anyway: uvicorn starts the next one (this method) when the
     # last has answered, or queues it in `pipeline`.
     def _start_asgi_task(self, cycle, app) -> None:
-        if type(cycle) is not InferCycle:
+        if not isinstance(cycle, FastCycle):
             super()._start_asgi_task(cycle, app)
             return
         self._next = cycle
@@ -173,7 +174,7 @@ class InferProtocol(HeadTimeoutProtocol):
             except Exception:
                 log.exception("unexpected error answering POST %s", cycle.path)
 
-    def _infer_cycle(self) -> "InferCycle | None":
+    def _infer_cycle(self) -> FastCycle | None:
         """The fast path's cycle for the request whose head just ended, or None for ASGI."""
         infer: InferSettings = self.infer
         if self.expect_100_continue or self.root_path or self.limit_concurrency is not None:
@@ -208,8 +209,14 @@ class InferProtocol(HeadTimeoutProtocol):
             return None
         if not infer.models_open and infer.rules.refusal(RouteClass.MODEL, authorization) is not None:
             return None
-        path, name, version = route
-        return InferCycle(
+        kind, path, name, version = route
+        keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
+        if kind is StreamCycle:
+            # Server-sent events go out in chunks (HTTP/1.1); a form upload is read by the route.
+            if self.parser.get_http_version() != "1.1" or (content_type or b"").lower().startswith(b"multipart/"):
+                return None
+            header_length = None  # the binary extension's header: not a generate request's
+        return kind(
             self, dataplane, path, name, version,
             content_type.decode("latin-1") if content_type is not None else "",
             encoding.decode("latin-1") if encoding is not None else None,
@@ -219,12 +226,12 @@ class InferProtocol(HeadTimeoutProtocol):
             # (a body that comes in one chunk is that chunk: no copy in, none out; on_body).
             AlignedBody(declared, int(header_length)) if header_length is not None and header_length.isdigit()
             else b"",
-            keep_alive=self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive(),
+            keep_alive,
         )
 
     # One timer per connection at most, re-armed only when it fires (as the head's): a fast
     # request is timed by a timestamp, not a TimerHandle of its own.
-    def watch(self, cycle: "InferCycle") -> None:
+    def watch(self, cycle: FastCycle) -> None:
         self.running = cycle
         if self._deadline is None:
             self._deadline = self.loop.call_at(cycle.deadline, self._check_deadline)
@@ -240,83 +247,18 @@ class InferProtocol(HeadTimeoutProtocol):
             cycle.expire()
 
 
-class InferCycle:
-    """One infer request on the fast path. uvicorn's protocol feeds it (`body`, `more_body`,
-    `message_event.set()`), marks it (`disconnected`, `keep_alive` on shutdown), asks whether
-    it is done (`response_complete`) and starts it (`_start_asgi_task`: the connection's task runs
-    `run_asgi`), as its own cycles."""
+class InferCycle(FastCycle):
+    """One infer request on the fast path."""
 
-    __slots__ = (
-        "_waiter",
-        "body",
-        "content_type",
-        "dataplane",
-        "deadline",
-        "disconnected",
-        "encoding",
-        "expired",
-        "header_length",
-        "keep_alive",
-        "more_body",
-        "name",
-        "path",
-        "protocol",
-        "request_id",
-        "response_complete",
-        "started",
-        "task",
-        "version",
-    )
-
-    def __init__(self, protocol: InferProtocol, dataplane, path: str, name: str, version: str | None,
-                 content_type: str, encoding: str | None, header_length: str | None, request_id: str,
-                 body: AlignedBody | bytearray, keep_alive: bool):
-        self.protocol, self.dataplane = protocol, dataplane
-        self.path, self.name, self.version = path, name, version
-        self.content_type, self.encoding, self.header_length = content_type, encoding, header_length
-        self.request_id, self.keep_alive = request_id, keep_alive
-        self.body = body  # added to by on_body
-        self.more_body = True
-        self.disconnected = self.response_complete = self.expired = False
-        self.started = time.perf_counter()
-        self.deadline = 0.0
-        self.task: asyncio.Task | None = None
-        self._waiter: asyncio.Future | None = None
-
-    @property
-    def message_event(self) -> "InferCycle":
-        return self  # uvicorn calls message_event.set() when body, its end or a disconnection arrives
-
-    def set(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def expire(self) -> None:
-        """The deadline passed before the answer started: stop the work where it waits."""
-        self.expired = True
-        self.task.cancel()
+    __slots__ = ()
 
     async def run_asgi(self, app) -> None:  # the name uvicorn starts a cycle by; `app` is unused
         protocol = self.protocol
         infer: InferSettings = protocol.infer
-        self.task = protocol._worker  # run_asgi runs only in the connection's worker (_serve)
-        if infer.timeout_s > 0:
-            self.deadline = protocol.loop.time() + infer.timeout_s
-            protocol.watch(self)
-        reading_body = True
+        self.begin()
         try:
             try:
-                while self.more_body and not self.disconnected:  # a body in more than one read
-                    protocol.flow.resume_reading()  # uvicorn's on_body pauses it past 64 KiB
-                    self._waiter = protocol.loop.create_future()
-                    await self._waiter
-                if self.disconnected:
-                    raise ClientDisconnected(f"client disconnected after {len(self.body)} bytes of its body")
-                reading_body = False
-                body = self.body
-                body = body.view() if type(body) is AlignedBody else bytes(body)  # bytes(bytes) is itself
-                body = decoded(body, self.encoding, infer.max_bytes)
+                body = await self.read_body()
                 content, headers = await infer_body(self.dataplane, infer.limits, self.name, self.version, body,
                                                     self.content_type, self.header_length)
                 status = 200
@@ -324,50 +266,16 @@ class InferCycle:
             except asyncio.CancelledError:
                 if not self.expired:  # shutdown's or a disconnection's, not our deadline's
                     raise
-                self.task.uncancel()
-                status, content, lines = self._error(render(timeout.expiry(reading_body, infer.timeout_s)))
+                status, content, lines = self.expiry()
             except Exception as exc:  # noqa: BLE001  (rendered: a logged 500 unless a ServiceError)
-                status, content, lines = self._error(render(exc, f"POST {self.path}"))
+                status, content, lines = self.error(render(exc, f"POST {self.path}"))
             protocol.running = None  # answering now: the deadline no longer applies
-            await self._respond(status, lines, content)
+            await self.respond(status, lines, content)
         finally:
             if protocol.running is self:
                 protocol.running = None
         if infer.access_log:
             access_log.http_request(self.request_id, "POST", self.path, self.name, self.version, status, self.started)
-
-    def _error(self, rendered: tuple[int, bytes, list[tuple[bytes, bytes]]]) -> tuple[int, bytes, bytes]:
-        """An error's (status, body, header lines but its length); a `Connection: close` among
-        its headers closes the connection after it (as uvicorn's send does)."""
-        status, content, headers = rendered
-        kept = []
-        for name, value in headers:
-            if name == b"content-length":
-                continue  # _respond writes it
-            if name == b"connection" and b"close" in value.lower():
-                self.keep_alive = False
-            else:
-                kept.append((name, value))
-        return status, content, b"".join(b"%s: %s\r\n" % header for header in kept)
-
-    async def _respond(self, status: int, lines: bytes, content: bytes) -> None:
-        """Write the whole response at once, as uvicorn's send would, then let the protocol start
-        the next pipelined request or its keep-alive timer. `lines`: the headers, each ending
-        in CRLF, the content's length not among them."""
-        protocol = self.protocol
-        if protocol.flow.write_paused and not self.disconnected:
-            await protocol.flow.drain()
-        if self.disconnected:
-            return
-        protocol.transport.write(b"%s%s%scontent-length: %d\r\nx-request-id: %s\r\n%s\r\n%s" % (
-            STATUS_LINE[status], _default_headers(protocol.server_state.default_headers), lines, len(content),
-            self.request_id.encode(),
-            b"" if self.keep_alive else b"connection: close\r\n", content,
-        ))
-        self.response_complete = True
-        if not self.keep_alive:
-            protocol.transport.close()
-        protocol.on_response_complete()
 
 
 _JSON_HEADERS = {"content-type": "application/json"}  # the answer to a JSON request, nearly always
@@ -390,32 +298,23 @@ def _header_lines(headers: dict[str, str]) -> bytes:
 _lines_of: dict[int, tuple[dict[str, str], bytes]] = {}
 
 
-_defaults: tuple[list, bytes] = ([], b"")
-
-
-def _default_headers(headers: list[tuple[bytes, bytes]]) -> bytes:
-    """uvicorn's date and server header lines, joined once per list: uvicorn makes a new list
-    each second (the date), so the identity of the last one names its bytes."""
-    global _defaults
-    if _defaults[0] is not headers:
-        _defaults = (headers, b"".join(b"%s: %s\r\n" % (name, value) for name, value in headers))
-    return _defaults[1]
-
-
-_routes: dict[bytes, tuple[str, str, str | None] | None] = {}
+_routes: dict[bytes, tuple[type[FastCycle], str, str, str | None] | None] = {}
 _MAX_ROUTES = 256
 
 
-def _route(url: bytes) -> tuple[str, str, str | None] | None:
-    """(path, model, version) of an infer URL the fast path takes, else None; remembered for
-    the URLs seen last (clients send the same few again and again)."""
+def _route(url: bytes) -> tuple[type[FastCycle], str, str, str | None] | None:
+    """(cycle class, path, model, version) of an infer or generate_stream URL the fast path
+    takes, else None; remembered for the URLs seen last (clients send the same few again and
+    again)."""
     route = _routes.get(url, ())
     if route == ():
-        match = _INFER_PATH.match(url)
+        kind, match = InferCycle, _INFER_PATH.match(url)
+        if match is None:
+            kind, match = StreamCycle, _STREAM_PATH.match(url)
         route = None
         if match is not None and _NOT_PLAIN.search(url) is None:
             version = match[2]
-            route = (url.decode(), match[1].decode(), version.decode() if version is not None else None)
+            route = (kind, url.decode(), match[1].decode(), version.decode() if version is not None else None)
         if len(_routes) >= _MAX_ROUTES:
             del _routes[next(iter(_routes))]
         _routes[url] = route

@@ -13,6 +13,7 @@ METRICS_PATH = "/metrics"
 REPOSITORY_PREFIX = "/v2/repository"         # Triton's model repository extension: admin
 CONTROL_PREFIX = "/v2/repository/models/"    # load / unload: off unless admin keys or allowed
 INFER_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
+STREAM_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/generate_stream$")
 
 
 def route_class(path: str) -> RouteClass:

@@ -114,7 +114,15 @@ def _inflate(body: bytes, encoding: str, limit: int) -> bytes:
 async def read_json_object(request: Request) -> dict:
     """A body's JSON object whatever its Content-Type says: tritonclient sends none, curl sends
     form-urlencoded, some clients text/plain. An empty body is `{}`, as it is for Triton."""
-    document = await _read_json(request)
+    return _object(await _read_json(request))
+
+
+def json_object(body: bytes | memoryview, max_depth: int) -> dict:
+    """read_json_object's answer for a body already read (service.http_stream)."""
+    return _object(parse_json(body, max_depth))
+
+
+def _object(document) -> dict:
     if not isinstance(document, dict):
         raise InvalidInput("the request body must be a JSON object")
     return document

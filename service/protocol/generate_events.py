@@ -60,7 +60,7 @@ async def stream(receive, send, model, fmt: str, events) -> None:
     watcher = asyncio.get_running_loop().create_task(watch())
     try:
         await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
-        async for chunk, last in _server_sent(model, fmt, events):
+        async for chunk, last in server_sent(model, fmt, events):
             if last:  # the last event ends the response in the same write (one send less)
                 state["done"] = True
             await send({"type": "http.response.body", "body": chunk, "more_body": not last})
@@ -76,7 +76,7 @@ async def stream(receive, send, model, fmt: str, events) -> None:
         watcher.cancel()
 
 
-async def _server_sent(model, fmt: str, events):
+async def server_sent(model, fmt: str, events):
     """(SSE bytes, whether they are the last): a chunk per event, or several token events in
     one chunk when more are ready."""
     tokens = TokenEvents(model) if fmt == "text" else None

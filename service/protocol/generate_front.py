@@ -5,15 +5,12 @@ It runs the documented route's own steps (the model, the body, the plan, then th
 generate_events.stream) with the same `{"error": ...}` answers. Everything else passes through.
 """
 
-import re
-
 from starlette.requests import Request
 
+from service.middleware.routes import STREAM_PATH
 from service.protocol.errors import send_error
 from service.protocol.generate_events import stream
 from service.protocol.v1 import read_task_body
-
-STREAM_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/generate_stream$")
 
 
 class FastGenerateStream:

@@ -1,0 +1,99 @@
+"""generate_stream answered from the HTTP protocol itself, as service.http_infer answers V2 infer.
+
+At 16 concurrent translations, the ASGI path's work per stream (a scope and uvicorn's request
+cycle, six middlewares, a Request to read the body, a task that waits for the disconnect, and
+every token's chunk through three `send` wrappers and uvicorn's own) cost more of the server's
+CPU than the decoder steps the stream shared (docs/BENCHMARKS.md). Here the request runs the
+documented route's steps (the model, the body as a JSON object, the plan, then the events of
+generate_events.server_sent) and writes each event as an HTTP/1.1 chunk to the transport. A
+client that leaves is seen by the protocol (connection_lost), which cancels the stream where it
+waits: the sequence leaves its batch before the next step, as on the ASGI path.
+
+service.http_infer sends here only what the middlewares would let through unchanged; everything
+else (a form upload, HTTP/1.0, a refused key...) still takes the ASGI route.
+"""
+
+import asyncio
+
+from service import access_log
+from service.http_cycle import FastCycle
+from service.protocol.body import json_object
+from service.protocol.errors import render
+from service.protocol.generate_events import HEADERS, server_sent
+
+_LINES = b"".join(b"%s: %s\r\n" % header for header in HEADERS) + b"transfer-encoding: chunked\r\n"
+_END = b"0\r\n\r\n"  # the last chunk: the response ends
+
+
+class StreamCycle(FastCycle):
+    """One generate_stream request on the fast path."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.left = False  # the client went away mid-stream: the stream's task was cancelled
+
+    def set(self) -> None:
+        # uvicorn's connection_lost marks the cycle disconnected and sets its event: mid-stream,
+        # that stops the stream where it awaits its next event.
+        if self.disconnected and not self.reading_body and not self.response_complete and not self.left:
+            self.left = True
+            self.task.cancel()
+            return
+        super().set()
+
+    async def run_asgi(self, app) -> None:  # the name uvicorn starts a cycle by; `app` is unused
+        protocol = self.protocol
+        infer = protocol.infer
+        self.begin()
+        status = 200
+        try:
+            try:
+                body = await self.read_body()
+                model = self.dataplane.model(self.name, self.version)
+                plan, events = self.dataplane.generate_stream(model, json_object(body, infer.limits.max_json_depth))
+            except asyncio.CancelledError:
+                if not self.expired:  # shutdown's or a disconnection's, not our deadline's
+                    raise
+                status, content, lines = self.expiry()
+            except Exception as exc:  # noqa: BLE001  (rendered: a logged 500 unless a ServiceError)
+                status, content, lines = self.error(render(exc, f"POST {self.path}"))
+            protocol.running = None  # answering now: the deadline no longer applies
+            if status != 200:
+                await self.respond(status, lines, content)
+            else:
+                await self._stream(model, plan.format, events)
+        finally:
+            if protocol.running is self:
+                protocol.running = None
+        if infer.access_log:
+            access_log.http_request(self.request_id, "POST", self.path, self.name, self.version, status, self.started)
+
+    async def _stream(self, model, fmt: str, events) -> None:
+        """The events as server-sent events, a chunk each, until they end or the client leaves."""
+        protocol = self.protocol
+        if self.disconnected:
+            return
+        write = protocol.transport.write
+        write(self.head(200, _LINES) + b"\r\n")
+        flow = protocol.flow
+        ended = False
+        try:
+            # To the events' end, never out of the loop early: a stream left unfinished is counted
+            # as a cancelled request (dataplane._counted). A client that leaves cancels the task.
+            async for chunk, last in server_sent(model, fmt, events):
+                if flow.write_paused:  # the client reads slower than tokens come: they wait
+                    await flow.drain()
+                # the last event ends the response in the same write
+                write(b"%x\r\n%s\r\n%s" % (len(chunk), chunk, _END if last else b""))
+                ended = ended or last
+            if not ended:
+                write(_END)
+        except asyncio.CancelledError:
+            if not self.left:  # someone else's cancellation (shutdown)
+                raise
+            self.task.uncancel()  # ours: the client has gone, nobody is left to answer
+            return
+        if not self.disconnected:
+            self.complete()
