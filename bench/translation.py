@@ -4,7 +4,7 @@ per step), with the key/value-cache decoder step (decoder_cached.onnx) and witho
 full-prefix decoder.onnx over the padded prefix). "× one at a time" compares each row with
 1 concurrent of the same decoder.
 
-    .venv/bin/python bench/translation.py [--seconds 15] [--concurrency 1,4,16,64] [--json FILE]
+    .venv/bin/python bench/translation.py [--seconds 15] [--concurrency 1,4,16,64] [--rounds N] [--json FILE]
 
 Each of N clients streams translations back to back (closed loop) over generate_stream,
 English numbers drawn with a fixed seed. The server is pinned to one core (`taskset -c
@@ -108,9 +108,11 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def measure(url: str, concurrency: int, seconds: float, inputs: list[str], pid: int,
-                  profile: Path | None = None, api: str = "stream") -> dict:
+                  profile: Path | None = None, api: str = "stream", warmup: float = 1.0) -> dict:
+    """One measured window of `seconds` at `concurrency`, after `warmup` seconds of load: its raw
+    counts."""
     out = {"ttft": [], "itl": [], "sequences": 0, "tokens": 0}
-    await asyncio.gather(*(client(url, inputs, 0, time.perf_counter() + 1.0, {
+    await asyncio.gather(*(client(url, inputs, 0, time.perf_counter() + warmup, {
         "ttft": [], "itl": [], "sequences": 0, "tokens": 0}, api) for _ in range(min(concurrency, 4))))
     spy = None
     if profile is not None:  # samples the measured window only; py-spy runs on the clients' cores
@@ -124,25 +126,34 @@ async def measure(url: str, concurrency: int, seconds: float, inputs: list[str],
     started, cpu = time.perf_counter(), cpu_seconds(pid)
     until = started + seconds
     await asyncio.gather(*(client(url, inputs, k * 37, until, out, api) for k in range(concurrency)))
-    elapsed = time.perf_counter() - started
-    cpu = cpu_seconds(pid) - cpu
+    out["elapsed"] = time.perf_counter() - started
+    out["cpu"] = cpu_seconds(pid) - cpu
     if spy is not None:
         _, err = spy.communicate(timeout=60)
         if spy.returncode != 0:
             sys.exit(f"py-spy failed: {err.decode()[-2000:]}")
+    return out
+
+
+def summary(concurrency: int, windows: list[dict]) -> dict:
+    """The row of one concurrency from its measured windows (one, or one per round)."""
+    ttft = [v for w in windows for v in w["ttft"]]
+    itl = [v for w in windows for v in w["itl"]]
+    sequences = sum(w["sequences"] for w in windows)
+    elapsed, cpu = sum(w["elapsed"] for w in windows), sum(w["cpu"] for w in windows)
 
     def ms(values, q):
         return round(float(np.percentile(values, q)) * 1e3, 2) if values else None
 
-    return {"concurrency": concurrency, "seconds": round(elapsed, 1),
-            "sequences_per_s": round(out["sequences"] / elapsed, 2),
-            "tokens_per_s": round(out["tokens"] / elapsed, 1),
+    return {"concurrency": concurrency, "seconds": round(elapsed, 1), "rounds": len(windows),
+            "sequences_per_s": round(sequences / elapsed, 2),
+            "tokens_per_s": round(sum(w["tokens"] for w in windows) / elapsed, 1),
             # The server's own CPU per translation: what batching saves, whatever share of
             # its core the machine's other jobs leave it.
-            "server_cpu_ms_per_sequence": round(cpu / max(out["sequences"], 1) * 1e3, 2),
+            "server_cpu_ms_per_sequence": round(cpu / max(sequences, 1) * 1e3, 2),
             "server_cpu_share": round(cpu / elapsed, 2),
-            "ttft_ms_p50": ms(out["ttft"], 50), "ttft_ms_p99": ms(out["ttft"], 99),
-            "itl_ms_p50": ms(out["itl"], 50), "itl_ms_p99": ms(out["itl"], 99)}
+            "ttft_ms_p50": ms(ttft, 50), "ttft_ms_p99": ms(ttft, 99),
+            "itl_ms_p50": ms(itl, 50), "itl_ms_p99": ms(itl, 99)}
 
 
 def main() -> None:
@@ -156,6 +167,10 @@ def main() -> None:
     parser.add_argument("--configs", default=",".join(CONFIGS), help="which of: " + ", ".join(CONFIGS))
     parser.add_argument("--profile", type=int, metavar="N", help="py-spy the server at N concurrent")
     parser.add_argument("--graphs", action="store_true", help="also time the graphs alone (the bound)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure the concurrencies in turn this many times, seconds / rounds each, "
+                             "and pool the windows: a machine whose speed drifts over a run then slows "
+                             "every concurrency alike")
     parser.add_argument("--api", default="stream", choices=("stream", "generate"),
                         help="generate_stream (token events; the default) or non-streaming generate")
     args = parser.parse_args()
@@ -170,15 +185,21 @@ def main() -> None:
                 version = repo / MODEL / "1" / "config.yaml"
                 version.write_text(version.read_text().replace(", cross_kv: cross_kv.onnx, decoder_cached: decoder_cached.onnx", ""))
             server = _Server(["taskset", "-c", args.server_cpus, *_modelserve(repo, 1)])
+            levels = [int(c) for c in args.concurrency.split(",")]
+            windows = {c: [] for c in levels}
             with server as url:  # taskset execs the server: its pid is the server's
-                for c in (int(c) for c in args.concurrency.split(",")):
-                    raw = Path(folder) / "profile.txt" if c == args.profile else None
-                    row = {"config": label, "api": args.api, **asyncio.run(measure(
-                        url, c, args.seconds, inputs, server.process.pid, raw, args.api))}
-                    print(row, flush=True)
-                    rows.append(row)
-                    if raw is not None:
-                        print_profile(raw, label, c)
+                for _ in range(args.rounds):  # each round: every concurrency for seconds / rounds
+                    for c in levels:
+                        raw = Path(folder) / "profile.txt" if c == args.profile and not windows[c] else None
+                        windows[c].append(asyncio.run(measure(  # a shorter warm-up once warm
+                            url, c, args.seconds / args.rounds, inputs, server.process.pid, raw, args.api,
+                            1.0 if not windows[c] else 0.25)))
+                        if raw is not None:
+                            print_profile(raw, label, c)
+            for c in levels:
+                row = {"config": label, "api": args.api, **summary(c, windows[c])}
+                print(row, flush=True)
+                rows.append(row)
     print_table(rows)
     if args.graphs:
         os.sched_setaffinity(0, _cpus(args.server_cpus))
