@@ -6,7 +6,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Self
 
@@ -144,23 +144,23 @@ class DataPlane:
             outcome.items = len(generation.samples)
         return plan, generation
 
-    def generate_stream(self, model: ServedModel, params: dict) -> tuple[Any, AsyncIterator[Event]]:
+    def generate_stream(self, model: ServedModel, params: dict) -> tuple[Any, "_Counted"]:
         """Plan now, so a bad request fails before the stream starts; the events come lazily."""
         outcome = _Outcome(model, self.protocol)
         with outcome.failures():
             plan = model.plan(params, stream=True)
-        return plan, _counted(model.stream(plan), outcome, plan.num_samples)
+        return plan, _Counted(model.stream(plan), outcome, plan.num_samples)
 
     def generate_stream_from_tensors(
         self, model: ServedModel, inputs: dict[str, np.ndarray], datatypes: dict[str, str], parameters: dict
-    ) -> tuple[Any, AsyncIterator[Event]]:
+    ) -> tuple[Any, "_Counted"]:
         """A generation stream asked for in V2 tensors (gRPC's ModelStreamInfer): the model's
         inputs, plus stream-only options (`every`...) as request parameters."""
         outcome = _Outcome(model, self.protocol)
         with outcome.failures():
             model.check_inputs(inputs, datatypes)
             plan = model.plan_from_tensors(inputs, parameters)
-        return plan, _counted(model.stream(plan), outcome, plan.num_samples)
+        return plan, _Counted(model.stream(plan), outcome, plan.num_samples)
 
     # ------------------------------------------------------------------ repository extension
     def repository_index(self, ready_only: bool = False) -> list[dict]:
@@ -198,12 +198,57 @@ class DataPlane:
         return await asyncio.to_thread(cards.card_file, self.registry.root, model, file)
 
 
-async def _counted(events: AsyncIterator[Event], outcome: "_Outcome", items: int) -> AsyncIterator[Event]:
-    """A stream counted as one request; a client that leaves early makes it a 'cancelled' one."""
-    with outcome:
-        async for event in events:
-            yield event
-        outcome.items = items
+class _Counted:
+    """A stream counted as one request; a client that leaves early makes it a 'cancelled' one.
+    Read with `async for`, or, where the model's stream can push its events (`pushable`), with
+    `push(deliver)`: `deliver(event, None)` for each event as it is made, on the event loop,
+    `deliver(None, error)` if it fails; the returned handle's `leave()` ends it early."""
+
+    __slots__ = ("_events", "_items", "_outcome")
+
+    def __init__(self, events: AsyncIterator[Event], outcome: "_Outcome", items: int):
+        self._events, self._outcome, self._items = events, outcome, items
+
+    async def __aiter__(self) -> AsyncIterator[Event]:
+        with self._outcome:
+            async for event in self._events:
+                yield event
+            self._outcome.items = self._items
+
+    @property
+    def pushable(self) -> bool:
+        return hasattr(self._events, "push")
+
+    def push(self, deliver: Callable[[Event | None, BaseException | None], None]) -> "_Pushed":
+        return _Pushed(self._events, self._outcome, self._items, deliver)
+
+
+class _Pushed:
+    """A pushed stream's outcome: counted at its last event or failure, or as cancelled when
+    its reader leaves first."""
+
+    __slots__ = ("_deliver", "_done", "_items", "_outcome", "_stream")
+
+    def __init__(self, events, outcome: "_Outcome", items: int, deliver):
+        self._outcome, self._items, self._deliver = outcome, items, deliver
+        self._done = False
+        self._stream = events.push(self._counted)
+
+    def _counted(self, event: Event | None, error: BaseException | None) -> None:
+        if not self._done and (error is not None or event.final):
+            self._done = True
+            if error is None:
+                self._outcome.items = self._items
+                self._outcome.__exit__(None, None, None)
+            else:
+                self._outcome.__exit__(type(error), error, None)
+        self._deliver(event, error)
+
+    def leave(self) -> None:
+        if not self._done:
+            self._done = True
+            self._outcome.__exit__(asyncio.CancelledError, None, None)
+        self._stream.leave()
 
 
 class _Outcome:

@@ -76,26 +76,40 @@ async def stream(receive, send, model, fmt: str, events) -> None:
         watcher.cancel()
 
 
+class ServerSent:
+    """A stream's events as server-sent event bytes, one at a time: token events of text
+    models from a template (generate_text.TokenEvents), the others from their documents."""
+
+    def __init__(self, model, fmt: str):
+        self.model, self.fmt = model, fmt
+        self._tokens = TokenEvents(model) if fmt == "text" else None
+
+    def event(self, event) -> bytes:
+        if self._tokens is not None and isinstance(event, Token):
+            return self._tokens.sse(event)
+        return sse(event_document(self.model, self.fmt, event))
+
+    def error(self, exc: BaseException) -> bytes:
+        """A failure once the stream has started: its last event."""
+        if not isinstance(exc, ServiceError):
+            log.exception("generate_stream of model %s failed", self.model.name, exc_info=exc)
+        return sse(error_document(exc))
+
+
 async def server_sent(model, fmt: str, events):
     """(SSE bytes, whether they are the last): a chunk per event, or several token events in
     one chunk when more are ready."""
-    tokens = TokenEvents(model) if fmt == "text" else None
+    writer = ServerSent(model, fmt)
     waiting = []
     try:
         async for event in events:
-            if tokens is not None and isinstance(event, Token):
-                waiting.append(tokens.sse(event))
-                if event.ready:  # the next token is chosen already: write them together
-                    continue
-                yield (b"".join(waiting) if len(waiting) > 1 else waiting[0]), False
-                waiting = []
-            else:
-                yield b"".join(waiting) + sse(event_document(model, fmt, event)), event.final
-                waiting = []
-    except Exception as exc:  # the stream has started: the error is its last event
-        if not isinstance(exc, ServiceError):
-            log.exception("generate_stream of model %s failed", model.name)
-        yield b"".join(waiting) + sse(error_document(exc)), True
+            waiting.append(writer.event(event))
+            if isinstance(event, Token) and event.ready:  # the next token is chosen already: write them together
+                continue
+            yield (b"".join(waiting) if len(waiting) > 1 else waiting[0]), event.final
+            waiting = []
+    except Exception as exc:  # noqa: BLE001  (the stream has started: the error is its last event, logged)
+        yield b"".join(waiting) + writer.error(exc), True
 
 
 def sse(document: dict) -> bytes:

@@ -12,6 +12,7 @@ of any length, fit one batch; the masks in the graphs keep each row's result its
 import asyncio
 import secrets
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -238,55 +239,14 @@ class TranslationModel(ServedModel):
     def stream(self, plan: Plan) -> AsyncIterator[Token | TextGeneration]:
         """Token events as they are chosen, then the TextGeneration. Leaving early (a client
         that disconnects cancels the await) takes the sequence out before its next decoder step.
-        (One async generator, not one wrapped in another: each layer is resumed at every token.)"""
-        return self._beam(plan) if plan.params.beam_width > 1 else self._stepped(plan)
+        A greedy or sampled stream can also be pushed (TokenStream.push)."""
+        return self._beam(plan) if plan.params.beam_width > 1 else TokenStream(self, plan)
 
     def _start(self, plan: Plan) -> tuple[np.ndarray, list[str], "_TokenClock"]:
         """A stream's source (1, S), its words, and its clock; it counts as running from now."""
         self._running.inc()
         return (self.tokens.pad_source(plan.source), [self.tokens.source[i] for i in plan.source],
                 _TokenClock(*self._latencies, plan.arrived))
-
-    async def _stepped(self, plan: Plan):
-        """Greedy or sampled: the sequence is a row of the stepper's batch, step by step (the
-        stepper runs the context graph for all who join at a step, in one call)."""
-        p = plan.params
-        n_source = len(plan.source)
-        stops = [p.stop] if isinstance(p.stop, str) else (p.stop or [])
-        chosen: list[int] = []
-        rows: list[np.ndarray] = []
-        score, text, reason, previous = 0.0, "", None, None
-        target = self.tokens.target
-        source, words, clock = self._start(plan)
-        seq = self.stepper.add(Sequence(source, plan.max_tokens, p.temperature, p.top_k, p.top_p, plan.seed))
-        try:
-            while reason is None:
-                step = await seq.next()
-                if p.attention:  # the whole map, for the last event
-                    rows.append(step.attention)
-                score += step.logp
-                if step.finish_reason == decoding.FINISH_STOP:  # EOS: not a token of the text
-                    reason = decoding.FINISH_STOP
-                    break
-                chosen.append(step.token)
-                clock.tick()
-                word = target[step.token]
-                # a space before a word, unless it or the one before is a hyphen (Tokenizer.pieces)
-                piece = word if len(chosen) == 1 or word == "-" or previous == "-" else " " + word
-                previous = word
-                text += piece
-                yield Token(len(chosen) - 1, word, piece, step.attention[:n_source] if p.attention else None,
-                            words if len(chosen) == 1 else None, seq.ready)
-                if stops and any(text.endswith(s) for s in stops):
-                    reason = decoding.FINISH_STOP
-                else:
-                    reason = step.finish_reason
-        finally:
-            seq.left = True  # out of the batch before its next step, however the stream ended
-            self._running.dec()
-        attention = np.stack(rows)[:, :n_source] if rows else np.zeros((0, n_source), np.float32)
-        best = decoding.Hypothesis(chosen, score, reason, attention)
-        yield self._finished(plan, chosen, decoding.Decoded(best))
 
     async def _beam(self, plan: Plan):
         """Beam search: its beams are reordered every step, so it runs the full-prefix decoder
@@ -386,6 +346,115 @@ class TranslationModel(ServedModel):
 
     def items(self, inputs: dict[str, np.ndarray]) -> int:
         return int(inputs["text_input"].size) if "text_input" in inputs else 1
+
+
+class TextSequence:
+    """What one greedy or sampled translation makes of its steps: a Token per step (its text,
+    the token clock), then the TextGeneration (stop strings, finish reason, score, attention
+    map). The stepper hands it each step as it is chosen (`take`, the Sequence's sink); each
+    event goes to `deliver(event, None)` at once, a failure to `deliver(None, error)`."""
+
+    def __init__(self, model: "TranslationModel", plan: Plan, deliver):
+        self.model, self.plan, self.deliver = model, plan, deliver
+        p = plan.params
+        self.stops = [p.stop] if isinstance(p.stop, str) else (p.stop or [])
+        self.chosen: list[int] = []
+        self.rows: list[np.ndarray] = []  # attention rows, when asked for
+        self.score, self.text, self.previous = 0.0, "", None
+        self.ended = False
+        source, self.words, self.clock = model._start(plan)
+        self.seq = model.stepper.add(Sequence(source, plan.max_tokens, p.temperature, p.top_k, p.top_p, plan.seed,
+                                              self.take))
+
+    def take(self, step, error: BaseException | None) -> None:
+        if self.ended:
+            return
+        if error is not None:
+            self.leave()
+            self.deliver(None, error)
+            return
+        plan = self.plan
+        p = plan.params
+        if p.attention:  # the whole map, for the last event
+            self.rows.append(step.attention)
+        self.score += step.logp
+        reason = step.finish_reason
+        if reason != decoding.FINISH_STOP:  # EOS is not a token of the text
+            chosen = self.chosen
+            chosen.append(step.token)
+            self.clock.tick()
+            word = self.model.tokens.target[step.token]
+            # a space before a word, unless it or the one before is a hyphen (Tokenizer.pieces)
+            piece = word if len(chosen) == 1 or word == "-" or self.previous == "-" else " " + word
+            self.previous = word
+            self.text += piece
+            n = len(chosen)
+            self.deliver(Token(n - 1, word, piece, step.attention[: len(plan.source)] if p.attention else None,
+                               self.words if n == 1 else None), None)
+            if self.stops and any(self.text.endswith(s) for s in self.stops):
+                reason = decoding.FINISH_STOP
+        if reason is not None:
+            self.leave()
+            self.deliver(self.generation(reason), None)
+
+    def generation(self, reason: str) -> TextGeneration:
+        n_source = len(self.plan.source)
+        attention = np.stack(self.rows)[:, :n_source] if self.rows else np.zeros((0, n_source), np.float32)
+        best = decoding.Hypothesis(self.chosen, self.score, reason, attention)
+        return self.model._finished(self.plan, self.chosen, decoding.Decoded(best))
+
+    def leave(self) -> None:
+        """Out of the batch before its next step, however the stream ended (once)."""
+        if not self.ended:
+            self.ended = True
+            self.seq.left = True
+            self.model._running.dec()
+
+
+class TokenStream:
+    """A greedy or sampled translation's events, read one of two ways: `async for` (each event
+    waits in a queue for its reader), or `push(deliver)`, where the stepper's step calls
+    `deliver` with each event as it is chosen, so a consumer that only writes bytes (the HTTP
+    fast path, service.http_stream) wakes no task per token. Either way the sequence starts
+    when the reading does."""
+
+    def __init__(self, model: "TranslationModel", plan: Plan):
+        self.model, self.plan = model, plan
+
+    def push(self, deliver) -> TextSequence:
+        """Start the sequence; its `leave()` takes it out of the batch (the reader has gone)."""
+        return TextSequence(self.model, self.plan, deliver)
+
+    async def __aiter__(self):
+        waiting: deque = deque()
+        failed: list[BaseException] = []
+        wake: list[asyncio.Future | None] = [None]
+
+        def deliver(event, error) -> None:
+            if error is not None:
+                failed.append(error)
+            else:
+                waiting.append(event)
+            if wake[0] is not None and not wake[0].done():
+                wake[0].set_result(None)
+
+        text = self.push(deliver)
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                while not waiting:
+                    if failed:
+                        raise failed[0]
+                    wake[0] = loop.create_future()
+                    await wake[0]
+                event = waiting.popleft()
+                if isinstance(event, Token):
+                    event.ready = len(waiting)  # chosen after it, already waiting: its reader is behind
+                yield event
+                if event.final:
+                    return
+        finally:
+            text.leave()
 
 
 MAX_STRINGS = 256  # one V2 request's strings: each is its own sequence of the running batch

@@ -5,7 +5,9 @@ token, the position, the source, the source's context, and the key/value cache o
 prefix: `_Rows`, arrays with room to grow, so a row that joins is written in place and one that
 leaves is replaced by the last row, never a copy of every row) and runs one loop: each step is ONE call of the decoder graph over every row, a
 vectorised choice of the next tokens (log-softmax and argmax over all rows; only sampled rows
-draw one by one, each from its own seeded generator), and one hand-over per sequence. A finished,
+draw one by one, each from its own seeded generator), and one hand-over per sequence: a call of
+its sink (translation.TextSequence.take), which turns the step into events and queues them for
+a reader or writes them to its client at once. A finished,
 stopped or abandoned sequence leaves before the next step. The per-step cost of the bookkeeping
 is a few numpy operations over all rows, not a future, a padded prefix and a batcher round trip
 per sequence.
@@ -29,8 +31,9 @@ so every row's result is what it would be alone.
 """
 
 import asyncio
-from collections import deque
-from dataclasses import dataclass, field
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -38,12 +41,14 @@ from service.sampling import decoding
 from service.tasks import positional
 from service.tasks.base import GraphRunner
 
+log = logging.getLogger(__name__)
+
 # Event-loop turns at each step boundary: one for the streams' writes, one for the sockets'
 # reads (a request's task is created), one for those tasks to plan their sequences and join.
 _SETTLE_TURNS = 3
 
 
-@dataclass
+@dataclass(slots=True)
 class Step:
     """What one step gave one sequence."""
 
@@ -53,41 +58,33 @@ class Step:
     finish_reason: str | None  # stop (EOS chosen: `token` is EOS), length, or None: more to come
 
 
-@dataclass
 class Sequence:
-    """One running sequence: the stepper appends its Steps; its stream awaits them."""
+    """One running sequence: the stepper hands each of its Steps to `sink` as it is chosen.
 
-    source: np.ndarray  # (1, S)
-    max_tokens: int
-    temperature: float
-    top_k: int
-    top_p: float
-    seed: int
-    left: bool = False  # its stream ended or stopped: it leaves before the next step
-    _steps: deque = field(default_factory=deque)
-    _waiter: asyncio.Future | None = None
-    _error: BaseException | None = None
-    _rng: np.random.Generator | None = None
+    `sink(step, None)` runs on the event loop inside the stepper's step, once per step of this
+    sequence; `sink(None, error)` once if the decoder fails. It must not block or await: it
+    keeps, writes or queues what it is given. A sink that raises makes its sequence leave (and
+    is logged); the other sequences of the batch go on."""
 
-    @property
-    def ready(self) -> int:
-        """Steps already chosen and not yet taken: its reader is that many steps behind."""
-        return len(self._steps)
+    __slots__ = ("_rng", "left", "max_tokens", "seed", "sink", "source", "temperature", "top_k", "top_p")
 
-    async def next(self) -> Step:
-        while not self._steps:
-            if self._error is not None:
-                raise self._error
-            self._waiter = asyncio.get_running_loop().create_future()
-            await self._waiter
-        return self._steps.popleft()
+    def __init__(self, source: np.ndarray, max_tokens: int, temperature: float, top_k: int, top_p: float,
+                 seed: int, sink: Callable[[Step | None, BaseException | None], None]):
+        self.source = source  # (1, S)
+        self.max_tokens, self.temperature, self.top_k, self.top_p, self.seed = (
+            max_tokens, temperature, top_k, top_p, seed)
+        self.sink = sink
+        self.left = False  # its stream ended or stopped: it leaves before the next step
+        self._rng: np.random.Generator | None = None
 
     def _push(self, step: Step | None, error: BaseException | None = None) -> None:
-        if step is not None:
-            self._steps.append(step)
-        self._error = error
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        if self.left and step is not None:
+            return  # left during the step that chose this: nobody takes it
+        try:
+            self.sink(step, error)
+        except Exception:
+            log.exception("a sequence's consumer failed; the sequence leaves its batch")
+            self.left = True
 
 
 class _Rows:
@@ -305,8 +302,9 @@ class Stepper:
             reason = None
             if ended[i]:
                 reason = decoding.FINISH_STOP if eos[i] else decoding.FINISH_LENGTH
-                rows[i].left = True
             rows[i]._push(Step(tokens[i], attention[i], logps[i], reason))
+            if reason is not None:
+                rows[i].left = True
         position += 1  # the chosen token sits at the next position
         token[:] = chosen
         if not self.cached:
