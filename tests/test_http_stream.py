@@ -7,6 +7,7 @@ import gzip
 import json
 import re
 import shutil
+import signal
 import socket
 import time
 from pathlib import Path
@@ -14,8 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import Server
 from tests.middleware import raw_http
 from tests.middleware.access_log import line_for, log_path
+from tests.test_shutdown import wait_refused
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "en-fr-numbers"
@@ -277,3 +280,27 @@ def _series(url: str, headers: dict, name: str, *labels: str) -> float:
                 label in line for label in (f'model="{MODEL}"', 'version="1"', *labels)):
             return float(line.split()[-1])
     return 0.0
+
+
+def test_a_stream_in_flight_at_sigterm_finishes_then_the_server_exits(tmp_path):
+    repo = tmp_path / "models"
+    shutil.copytree(TRAINED, repo / MODEL)
+    server = Server(repo, env={"MODELSERVE_LOG_LEVEL": "info"})
+    try:
+        server.wait_ready()
+        sock = raw_http.connect(server.url, timeout=20)
+        data = request(TEXTS_LONG).replace(f"Authorization: Bearer {KEY}\r\n".encode(), b"")
+        sock.sendall(data[:-1])  # all but the body's last byte: the request is in flight
+        assert httpx.get(server.url + "/v2/health/live").status_code == 200  # our head has been read
+        server.process.send_signal(signal.SIGTERM)
+        wait_refused(server)
+        assert server.process.poll() is None  # still serving the stream in flight
+        sock.sendall(data[-1:])
+        reader = Reader(sock)
+        status, headers, body = reader.response()
+        assert status == 200 and headers["connection"] == "close"
+        assert events(body)[-1]["output"].startswith("sept cent")
+        assert reader.closed()
+        assert server.process.wait(timeout=30) in (0, -signal.SIGTERM)
+    finally:
+        server.stop()
