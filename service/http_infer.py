@@ -23,11 +23,11 @@ import contextvars
 import functools
 import logging
 import re
+from collections.abc import Awaitable
 
 from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from service import access_log
 from service.access import RouteClass
 from service.http_cycle import FastCycle
 from service.http_protocol import HeadTimeoutProtocol
@@ -36,7 +36,6 @@ from service.middleware import body_limit
 from service.middleware.request_log import request_id_from
 from service.middleware.routes import INFER_PATH, STREAM_PATH
 from service.protocol.body import AlignedBody
-from service.protocol.errors import render
 from service.protocol.fast_infer import InferSettings
 from service.protocol.v2 import infer_body
 
@@ -252,30 +251,14 @@ class InferCycle(FastCycle):
 
     __slots__ = ()
 
-    async def run_asgi(self, app) -> None:  # the name uvicorn starts a cycle by; `app` is unused
-        protocol = self.protocol
-        infer: InferSettings = protocol.infer
-        self.begin()
-        try:
-            try:
-                body = await self.read_body()
-                content, headers = await infer_body(self.dataplane, infer.limits, self.name, self.version, body,
-                                                    self.content_type, self.header_length)
-                status = 200
-                lines = _JSON_LINES if headers == _JSON_HEADERS else _header_lines(headers)
-            except asyncio.CancelledError:
-                if not self.expired:  # shutdown's or a disconnection's, not our deadline's
-                    raise
-                status, content, lines = self.expiry()
-            except Exception as exc:  # noqa: BLE001  (rendered: a logged 500 unless a ServiceError)
-                status, content, lines = self.error(render(exc, f"POST {self.path}"))
-            protocol.running = None  # answering now: the deadline no longer applies
-            await self.respond(status, lines, content)
-        finally:
-            if protocol.running is self:
-                protocol.running = None
-        if infer.access_log:
-            access_log.http_request(self.request_id, "POST", self.path, self.name, self.version, status, self.started)
+    def answer(self, body: bytes | memoryview) -> Awaitable[tuple[bytes, dict[str, str]]]:
+        infer: InferSettings = self.protocol.infer
+        return infer_body(self.dataplane, infer.limits, self.name, self.version, body, self.content_type,
+                          self.header_length)
+
+    def send(self, answer: tuple[bytes, dict[str, str]]) -> Awaitable[None]:
+        content, headers = answer
+        return self.respond(200, _JSON_LINES if headers == _JSON_HEADERS else _header_lines(headers), content)
 
 
 _JSON_HEADERS = {"content-type": "application/json"}  # the answer to a JSON request, nearly always

@@ -18,11 +18,10 @@ else (a form upload, HTTP/1.0, a refused key...) still takes the ASGI route.
 """
 
 import asyncio
+from collections.abc import Awaitable
 
-from service import access_log
 from service.http_cycle import FastCycle
 from service.protocol.body import json_object
-from service.protocol.errors import render
 from service.protocol.generate_events import HEADERS, ServerSent, server_sent
 
 _LINES = b"".join(b"%s: %s\r\n" % header for header in HEADERS) + b"transfer-encoding: chunked\r\n"
@@ -47,32 +46,13 @@ class StreamCycle(FastCycle):
             return
         super().set()
 
-    async def run_asgi(self, app) -> None:  # the name uvicorn starts a cycle by; `app` is unused
-        protocol = self.protocol
-        infer = protocol.infer
-        self.begin()
-        status = 200
-        try:
-            try:
-                body = await self.read_body()
-                model = self.dataplane.model(self.name, self.version)
-                plan, events = self.dataplane.generate_stream(model, json_object(body, infer.limits.max_json_depth))
-            except asyncio.CancelledError:
-                if not self.expired:  # shutdown's or a disconnection's, not our deadline's
-                    raise
-                status, content, lines = self.expiry()
-            except Exception as exc:  # noqa: BLE001  (rendered: a logged 500 unless a ServiceError)
-                status, content, lines = self.error(render(exc, f"POST {self.path}"))
-            protocol.running = None  # answering now: the deadline no longer applies
-            if status != 200:
-                await self.respond(status, lines, content)
-            else:
-                await self._stream(model, plan.format, events)
-        finally:
-            if protocol.running is self:
-                protocol.running = None
-        if infer.access_log:
-            access_log.http_request(self.request_id, "POST", self.path, self.name, self.version, status, self.started)
+    async def answer(self, body: bytes | memoryview) -> tuple:
+        model = self.dataplane.model(self.name, self.version)
+        plan, events = self.dataplane.generate_stream(model, json_object(body, self.protocol.infer.limits.max_json_depth))
+        return model, plan.format, events
+
+    def send(self, answer: tuple) -> Awaitable[None]:
+        return self._stream(*answer)
 
     async def _stream(self, model, fmt: str, events) -> None:
         """The events as server-sent events, a chunk each, until they end or the client leaves."""

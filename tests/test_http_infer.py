@@ -14,6 +14,7 @@ from tritonclient.utils import InferenceServerException
 from tests import onnx_models
 from tests.middleware import raw_http
 from tests.middleware.access_log import line_for, log_path
+from tests.middleware.raw_http import Reader
 
 KEY = "fast-path-key"
 INFER = "/v2/models/m/infer"
@@ -35,38 +36,6 @@ def request(value: float, path: str = INFER, version: str = "1.1", **headers: st
 def answer(body: bytes) -> float:
     [output] = json.loads(body)["outputs"]
     return output["data"][0]
-
-
-class Reader:
-    """Responses off one socket in order, however the bytes arrive (pipelined ones together)."""
-
-    def __init__(self, sock: socket.socket):
-        self.sock, self.buffer = sock, b""
-
-    def response(self) -> tuple[int, dict[str, str], bytes]:
-        while b"\r\n\r\n" not in self.buffer:
-            self._more()
-        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
-        status_line, *lines = head.decode("latin-1").split("\r\n")
-        headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines)}
-        length = int(headers["content-length"])
-        while len(self.buffer) < length:
-            self._more()
-        body, self.buffer = self.buffer[:length], self.buffer[length:]
-        return int(status_line.split()[1]), headers, body
-
-    def closed(self) -> bool:
-        """True when the server closed the connection after what was read."""
-        try:
-            return self.buffer == b"" and self.sock.recv(1) == b""
-        except ConnectionResetError:
-            return True
-
-    def _more(self) -> None:
-        chunk = self.sock.recv(65536)
-        if not chunk:
-            raise ConnectionError(f"closed with {self.buffer!r} unread")
-        self.buffer += chunk
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ import pytest
 from tests.conftest import Server
 from tests.middleware import raw_http
 from tests.middleware.access_log import line_for, log_path
+from tests.middleware.raw_http import Reader
 from tests.test_shutdown import wait_refused
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,56 +57,6 @@ def request(text: str | None = "twelve", path: str = STREAM, body: bytes | None 
             "Content-Length": str(len(body)), **{k.replace("_", "-"): v for k, v in headers.items()}}
     lines = [f"POST {path} HTTP/{version}", *(f"{k}: {v}" for k, v in head.items())]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
-
-
-class Reader:
-    """Responses off one socket in order: a Content-Length body, a chunked one (checking its
-    framing), or, for HTTP/1.0, everything to the close."""
-
-    def __init__(self, sock: socket.socket):
-        self.sock, self.buffer = sock, b""
-
-    def response(self) -> tuple[int, dict[str, str], bytes]:
-        head = self._until(b"\r\n\r\n")
-        status_line, *lines = head.decode("latin-1").split("\r\n")
-        headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines)}
-        if "content-length" in headers:
-            return int(status_line.split()[1]), headers, self._exactly(int(headers["content-length"]))
-        if headers.get("transfer-encoding") == "chunked":
-            body = b""
-            while size := int(self._until(b"\r\n"), 16):
-                body += self._exactly(size)
-                assert self._exactly(2) == b"\r\n", "a chunk must end in CRLF"
-            assert self._exactly(2) == b"\r\n", "the last chunk must end in an empty line"
-            return int(status_line.split()[1]), headers, body
-        while chunk := self.sock.recv(65536):
-            self.buffer += chunk
-        body, self.buffer = self.buffer, b""
-        return int(status_line.split()[1]), headers, body
-
-    def closed(self) -> bool:
-        try:
-            return self.buffer == b"" and self.sock.recv(1) == b""
-        except ConnectionResetError:
-            return True
-
-    def _until(self, end: bytes) -> bytes:
-        while end not in self.buffer:
-            self._more()
-        found, _, self.buffer = self.buffer.partition(end)
-        return found
-
-    def _exactly(self, size: int) -> bytes:
-        while len(self.buffer) < size:
-            self._more()
-        found, self.buffer = self.buffer[:size], self.buffer[size:]
-        return found
-
-    def _more(self) -> None:
-        chunk = self.sock.recv(65536)
-        if not chunk:
-            raise ConnectionError(f"closed with {self.buffer!r} unread")
-        self.buffer += chunk
 
 
 def events(body: bytes) -> list[dict]:
