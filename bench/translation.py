@@ -7,7 +7,9 @@ full-prefix decoder.onnx over the padded prefix). "× one at a time" compares ea
     .venv/bin/python bench/translation.py [--seconds 15] [--concurrency 1,4,16,64] [--rounds N] [--json FILE]
 
 Each of N clients streams translations back to back (closed loop) over generate_stream,
-English numbers drawn with a fixed seed. The server is pinned to one core (`taskset -c
+English numbers drawn with a fixed seed. Every translation is checked: its whole output must be
+the one the server gave for the same number alone, before the timing (greedy decoding is the
+same in any batch); one wrong answer fails the run. The server is pinned to one core (`taskset -c
 --server-cpus`, default 0) and the Python (httpx) clients to the others (`--client-cpus`,
 default 1), so the clients' own work does not take the server's CPU. With `--profile N`, py-spy
 (`record --gil`) samples the server during the measured window of N concurrent and prints where
@@ -34,6 +36,7 @@ import timeit
 from collections import Counter
 from pathlib import Path
 
+import httpx
 import numpy as np
 from num2words import num2words
 
@@ -49,19 +52,23 @@ def texts(count: int = 500, seed: int = 0) -> list[str]:
     return [num2words(int(n)) for n in numbers]
 
 
-async def client(url: str, inputs: list[str], offset: int, until: float, out: dict, api: str = "stream") -> None:
+async def client(url: str, inputs: list[str], offset: int, until: float, out: dict, api: str = "stream",
+                 expected: dict[str, str] | None = None) -> None:
     """One closed-loop client on one keep-alive connection. HTTP/1.1 by hand (a request, then
     the chunked event stream): httpx and a JSON parse per event cost the client more CPU than
     the server spends per token, and the clients would be what is measured. With api
     "generate", each translation is one non-streaming `generate` call: its latency is counted
-    as its time to first token (the first token arrives with the last)."""
+    as its time to first token (the first token arrives with the last). Every translation's
+    whole output is checked against `expected` (greedy decoding gives the same text in any
+    batch as alone): one wrong answer fails the run."""
     host, port = url.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
     route = "generate_stream" if api == "stream" else "generate"
     try:
         i = offset
         while time.perf_counter() < until:
-            body = json.dumps({"text_input": inputs[i % len(inputs)]}).encode()
+            text = inputs[i % len(inputs)]
+            body = json.dumps({"text_input": text}).encode()
             i += 1
             writer.write(f"POST /v2/models/{MODEL}/{route} HTTP/1.1\r\nHost: {host}\r\n"
                          f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
@@ -75,6 +82,7 @@ async def client(url: str, inputs: list[str], offset: int, until: float, out: di
                 size = int(next(line.split(b":", 1)[1] for line in head.split(b"\r\n")
                                 if line.lower().startswith(b"content-length:")))
                 answer = json.loads(await reader.readexactly(size))
+                _check(expected, text, answer["text_output"])
                 out["ttft"].append(time.perf_counter() - last)
                 out["sequences"] += 1
                 out["tokens"] += answer["tokens"]
@@ -89,6 +97,7 @@ async def client(url: str, inputs: list[str], offset: int, until: float, out: di
                 now = time.perf_counter()
                 for event in chunk.split(b"\n\n"):
                     if event.endswith(b'"event":"done"}'):
+                        _check(expected, text, json.loads(event.removeprefix(b"data: "))["output"])
                         out["sequences"] += 1
                         out["tokens"] += tokens
                     elif b'"index":' in event:
@@ -101,6 +110,22 @@ async def client(url: str, inputs: list[str], offset: int, until: float, out: di
         writer.close()
 
 
+def _check(expected: dict[str, str] | None, text: str, output: str) -> None:
+    if expected is not None and output != expected[text]:
+        raise RuntimeError(f"wrong translation of {text!r}: {output!r}, alone {expected[text]!r}")
+
+
+async def reference(url: str, inputs: list[str]) -> dict[str, str]:
+    """Each input's translation, asked for one at a time (greedy: what any batch must give)."""
+    expected = {}
+    async with httpx.AsyncClient(timeout=60) as http:
+        for text in dict.fromkeys(inputs):
+            answer = await http.post(f"{url}/v2/models/{MODEL}/generate", json={"text_input": text})
+            answer.raise_for_status()
+            expected[text] = answer.json()["text_output"]
+    return expected
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -108,12 +133,13 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def measure(url: str, concurrency: int, seconds: float, inputs: list[str], pid: int,
-                  profile: Path | None = None, api: str = "stream", warmup: float = 1.0) -> dict:
+                  profile: Path | None = None, api: str = "stream", warmup: float = 1.0,
+                  expected: dict[str, str] | None = None) -> dict:
     """One measured window of `seconds` at `concurrency`, after `warmup` seconds of load: its raw
     counts."""
     out = {"ttft": [], "itl": [], "sequences": 0, "tokens": 0}
     await asyncio.gather(*(client(url, inputs, 0, time.perf_counter() + warmup, {
-        "ttft": [], "itl": [], "sequences": 0, "tokens": 0}, api) for _ in range(min(concurrency, 4))))
+        "ttft": [], "itl": [], "sequences": 0, "tokens": 0}, api, expected) for _ in range(min(concurrency, 4))))
     spy = None
     if profile is not None:  # samples the measured window only; py-spy runs on the clients' cores
         import profile as bench_profile  # bench/profile.py
@@ -125,7 +151,7 @@ async def measure(url: str, concurrency: int, seconds: float, inputs: list[str],
         await asyncio.sleep(0.5)  # py-spy attaches
     started, cpu = time.perf_counter(), cpu_seconds(pid)
     until = started + seconds
-    await asyncio.gather(*(client(url, inputs, k * 37, until, out, api) for k in range(concurrency)))
+    await asyncio.gather(*(client(url, inputs, k * 37, until, out, api, expected) for k in range(concurrency)))
     out["elapsed"] = time.perf_counter() - started
     out["cpu"] = cpu_seconds(pid) - cpu
     if spy is not None:
@@ -188,12 +214,13 @@ def main() -> None:
             levels = [int(c) for c in args.concurrency.split(",")]
             windows = {c: [] for c in levels}
             with server as url:  # taskset execs the server: its pid is the server's
+                expected = asyncio.run(reference(url, inputs))
                 for _ in range(args.rounds):  # each round: every concurrency for seconds / rounds
                     for c in levels:
                         raw = Path(folder) / "profile.txt" if c == args.profile and not windows[c] else None
                         windows[c].append(asyncio.run(measure(  # a shorter warm-up once warm
                             url, c, args.seconds / args.rounds, inputs, server.process.pid, raw, args.api,
-                            1.0 if not windows[c] else 0.25)))
+                            1.0 if not windows[c] else 0.25, expected)))
                         if raw is not None:
                             print_profile(raw, label, c)
             for c in levels:

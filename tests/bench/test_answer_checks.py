@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 
 import httpx
 import numpy as np
@@ -142,3 +143,25 @@ def _renumbered(answer: bytes, change) -> bytes:
     output = document["outputs"][0]
     output["data"] = [change(v) for v in output["data"]]
     return orjson.dumps(document)
+
+
+@pytest.mark.skipif(not (ROOT / "models" / "en-fr-numbers").is_dir(), reason="models/en-fr-numbers is not trained")
+@pytest.mark.parametrize("api", ["stream", "generate"])
+def test_the_translation_bench_refuses_a_wrong_translation(tmp_path, module_server, api):
+    import translation as bench_translation  # bench/translation.py
+
+    repository = tmp_path / "models"
+    shutil.copytree(ROOT / "models" / "en-fr-numbers", repository / "en-fr-numbers")
+    url = module_server(repository)
+    inputs = ["twelve", "eighty"]
+    expected = asyncio.run(bench_translation.reference(url, inputs))
+    assert expected == {"twelve": "douze", "eighty": "quatre-vingts"}
+
+    async def load(answers: dict) -> dict:
+        out = {"ttft": [], "itl": [], "sequences": 0, "tokens": 0}
+        await bench_translation.client(url, inputs, 0, time.perf_counter() + 0.3, out, api, answers)
+        return out
+
+    assert asyncio.run(load(expected))["sequences"] > 0  # right answers pass
+    with pytest.raises(RuntimeError, match="wrong translation of 'eighty'"):
+        asyncio.run(load({**expected, "eighty": "quatre-vingt"}))
