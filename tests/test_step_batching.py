@@ -4,6 +4,7 @@ samples stay bit-identical to the same request run alone."""
 import asyncio
 import re
 import shutil
+import time
 from pathlib import Path
 
 import httpx
@@ -83,9 +84,16 @@ async def _staggered(url: str, model: str, requests: list[dict], gap_s: float) -
 def test_generations_joining_mid_way_match_solo_runs(tmp_path, serve_repository):
     url = serve_repository(_repository(tmp_path))
     requests = [{**r, "steps": 4 * r["steps"]} for r in REQUESTS]  # long enough to overlap
-    solo = [asyncio.run(_generate_all(url, "diffusion", [r]))[0] for r in requests]
+    solo, took = [], []
+    for r in requests:
+        started = time.perf_counter()
+        solo.append(asyncio.run(_generate_all(url, "diffusion", [r]))[0])
+        took.append(time.perf_counter() - started)
     before = _executions(url, "diffusion")
-    together = asyncio.run(_staggered(url, "diffusion", requests, gap_s=0.01))
+    # Each request a fraction of the shortest generation after the one before, whatever this
+    # machine's speed (a fixed 10 ms gap outlasted whole generations on a fast CPU): later ones
+    # join generations under way.
+    together = asyncio.run(_staggered(url, "diffusion", requests, gap_s=min(took) / 6))
     assert _executions(url, "diffusion") - before < sum(r["steps"] for r in requests)
     for alone, batched, request in zip(solo, together, requests):
         assert batched == alone, f"samples differ when joining others mid-way: {request}"
