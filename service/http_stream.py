@@ -28,6 +28,11 @@ _LINES = b"".join(b"%s: %s\r\n" % header for header in HEADERS) + b"transfer-enc
 _END = b"0\r\n\r\n"  # the last chunk: the response ends
 
 
+def _chunk(data: bytes, last: bool) -> bytes:
+    """One event as an HTTP/1.1 chunk; the last one ends the response in the same write."""
+    return b"%x\r\n%s\r\n%s" % (len(data), data, _END if last else b"")
+
+
 class StreamCycle(FastCycle):
     """One generate_stream request on the fast path."""
 
@@ -89,7 +94,7 @@ class StreamCycle(FastCycle):
             else:
                 chunk, last = writer.error(error), True
             if not self.disconnected:
-                transport.write(b"%x\r\n%s\r\n%s" % (len(chunk), chunk, _END if last else b""))
+                transport.write(_chunk(chunk, last))
             if last and not ended.done():
                 ended.set_result(None)
 
@@ -109,7 +114,7 @@ class StreamCycle(FastCycle):
             if flow.write_paused:  # the client reads slower than tokens come: they wait
                 await flow.drain()
             # the last event ends the response in the same write
-            write(b"%x\r\n%s\r\n%s" % (len(chunk), chunk, _END if last else b""))
+            write(_chunk(chunk, last))
             ended = ended or last
         if not ended:
             write(_END)

@@ -50,8 +50,6 @@ class TurnTally(Tally):
     __slots__ = ()
 
     def observe(self, amount: float) -> None:
-        self._counts[bisect_left(self._bounds, amount)] += 1
-        self._sum += amount
-        self.pending += 1
+        super().observe(amount)
         if self.pending == 1:
             asyncio.get_running_loop().call_soon(self.flush)
