@@ -82,7 +82,7 @@ class ServerSent:
 
     def __init__(self, model, fmt: str):
         self.model, self.fmt = model, fmt
-        self._tokens = TokenEvents(model) if fmt == "text" else None
+        self._tokens = TokenEvents.of(model) if fmt == "text" else None
 
     def event(self, event) -> bytes:
         if self._tokens is not None and isinstance(event, Token):

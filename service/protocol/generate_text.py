@@ -4,6 +4,9 @@ Streams send one event per token whose text_output is the text it adds (concaten
 the whole output), then a last event with the finish reason.
 """
 
+import functools
+from types import SimpleNamespace
+
 import orjson
 
 from service.tasks.translation import TextGeneration, Token
@@ -40,12 +43,31 @@ def text_event(model, event, attention: bool) -> dict:
 
 class TokenEvents:
     """A stream's token events without attention as SSE bytes, from a template: the bytes
-    `sse(text_event(model, token, False))` gives, at a fraction of the cost per token."""
+    `sse(text_event(model, token, False))` gives, at a fraction of the cost per token. A
+    vocabulary is small, so each (text, token) pair's JSON is encoded once and kept: one
+    TokenEvents per model version (`of`), shared by its streams."""
+
+    __slots__ = ("_head", "_pieces")
 
     def __init__(self, model):
         self._head = (b'data: {"model_name":' + orjson.dumps(model.name) + b',"model_version":'
                       + orjson.dumps(str(model.version)) + b',"text_output":')
+        self._pieces: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+
+    @staticmethod
+    @functools.lru_cache(maxsize=64)
+    def _of(name: str, version: str) -> "TokenEvents":
+        return TokenEvents(SimpleNamespace(name=name, version=version))
+
+    @staticmethod
+    def of(model) -> "TokenEvents":
+        """The model version's TokenEvents, its encoded pairs kept across streams."""
+        return TokenEvents._of(model.name, str(model.version))
 
     def sse(self, token: Token) -> bytes:
-        return b"".join((self._head, orjson.dumps(token.text_output), b',"index":', b"%d" % token.index,
-                         b',"token":', orjson.dumps(token.token), b"}\n\n"))
+        key = (token.text_output, token.token)
+        parts = self._pieces.get(key)
+        if parts is None:
+            parts = self._pieces[key] = (self._head + orjson.dumps(token.text_output) + b',"index":',
+                                         b',"token":' + orjson.dumps(token.token) + b"}\n\n")
+        return b"%s%d%s" % (parts[0], token.index, parts[1])
