@@ -22,11 +22,12 @@ class Tally:
         self._sum = 0.0
         self.pending = 0
 
-    def observe(self, amount: float) -> None:
+    def observe(self, amount: float, count: int = 1) -> None:
+        """`count` observations of `amount`."""
         # bisect_left: the first bound >= amount, the bucket `observe` would pick (amount <= bound)
-        self._counts[bisect_left(self._bounds, amount)] += 1
-        self._sum += amount
-        self.pending += 1
+        self._counts[bisect_left(self._bounds, amount)] += count
+        self._sum += amount * count
+        self.pending += count
 
     def flush(self) -> None:
         if not self.pending:
@@ -49,7 +50,7 @@ class TurnTally(Tally):
 
     __slots__ = ()
 
-    def observe(self, amount: float) -> None:
-        super().observe(amount)
-        if self.pending == 1:
+    def observe(self, amount: float, count: int = 1) -> None:
+        super().observe(amount, count)
+        if self.pending == count:  # the first since the last flush
             asyncio.get_running_loop().call_soon(self.flush)

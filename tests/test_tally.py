@@ -52,3 +52,20 @@ def test_a_turn_tally_adds_its_observations_at_the_end_of_the_loop_turn():
         assert _samples(tallied) == _samples(direct)
 
     asyncio.run(turns())
+
+
+def test_a_count_is_that_many_observations_of_one_value():
+    direct = Histogram("direct", "d", ("m",), buckets=BUCKETS, registry=CollectorRegistry())
+    tallied = Histogram("direct", "d", ("m",), buckets=BUCKETS, registry=CollectorRegistry())
+    tally = TurnTally(tallied.labels("a"))
+
+    async def turn() -> None:
+        for value, count in ((0.02, 5), (0.0005, 1), (2.0, 3)):
+            for _ in range(count):
+                direct.labels("a").observe(value)
+            tally.observe(value, count)
+        assert tally.pending == 9
+        await asyncio.sleep(0)  # one flush for the turn, scheduled by its first observations
+
+    asyncio.run(turn())
+    assert _samples(tallied) == _samples(direct)

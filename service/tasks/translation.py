@@ -160,8 +160,6 @@ class TranslationModel(ServedModel):
                              "cross-attention keys and values that cross_kv computes")
         if cached is not None:
             _check_cached(cached, self.cross_kv, self.positions)
-        self.stepper = Stepper(cached or self.decoder, self.cross_kv or self.encoder, cached is not None,
-                               self.bos, self.eos, self.pad, self.positions)
         self._labels = (name, str(version))
         # This version's series, looked up once: labels() takes a lock and a dict lookup, and
         # a stream used four of them per request.
@@ -170,6 +168,8 @@ class TranslationModel(ServedModel):
         # Observed on the event loop once per token: added to the histograms once per loop turn.
         self._latencies = (TurnTally(metrics.TIME_TO_FIRST_TOKEN.labels(*self._labels)),
                            TurnTally(metrics.INTER_TOKEN_LATENCY.labels(*self._labels)))
+        self.stepper = Stepper(cached or self.decoder, self.cross_kv or self.encoder, cached is not None,
+                               self.bos, self.eos, self.pad, self.positions, self._latencies)
 
     # ------------------------------------------------------------------ planning
     streams = True
@@ -242,16 +242,16 @@ class TranslationModel(ServedModel):
         A greedy or sampled stream can also be pushed (TokenStream.push)."""
         return self._beam(plan) if plan.params.beam_width > 1 else TokenStream(self, plan)
 
-    def _start(self, plan: Plan) -> tuple[np.ndarray, list[str], "_TokenClock"]:
-        """A stream's source (1, S), its words, and its clock; it counts as running from now."""
+    def _start(self, plan: Plan) -> tuple[np.ndarray, list[str]]:
+        """A stream's source (1, S) and its words; it counts as running from now."""
         self._running.inc()
-        return (self.tokens.pad_source(plan.source), [self.tokens.source[i] for i in plan.source],
-                _TokenClock(*self._latencies, plan.arrived))
+        return self.tokens.pad_source(plan.source), [self.tokens.source[i] for i in plan.source]
 
     async def _beam(self, plan: Plan):
         """Beam search: its beams are reordered every step, so it runs the full-prefix decoder
         (no cache to reorder), its rows still sharing the decoder's batcher with other requests."""
-        source, words, clock = self._start(plan)
+        source, words = self._start(plan)
+        clock = _TokenClock(*self._latencies, plan.arrived)
         try:
             async for event in self._beam_search(plan, source, clock, words):
                 yield event
@@ -349,8 +349,8 @@ class TranslationModel(ServedModel):
 
 
 class TextSequence:
-    """What one greedy or sampled translation makes of its steps: a Token per step (its text,
-    the token clock), then the TextGeneration (stop strings, finish reason, score, attention
+    """What one greedy or sampled translation makes of its steps: a Token per step (its text),
+    then the TextGeneration (stop strings, finish reason, score, attention
     map). The stepper hands it each step as it is chosen (`take`, the Sequence's sink); each
     event goes to `deliver(event, None)` at once, a failure to `deliver(None, error)`."""
 
@@ -358,13 +358,17 @@ class TextSequence:
         self.model, self.plan, self.deliver = model, plan, deliver
         p = plan.params
         self.stops = [p.stop] if isinstance(p.stop, str) else (p.stop or [])
+        self.target = model.tokens.target
         self.chosen: list[int] = []
-        self.rows: list[np.ndarray] = []  # attention rows, when asked for
+        # attention rows, when asked for (each its source's part): the last event's whole map
+        self.rows: list[np.ndarray] | None = [] if p.attention else None
+        self.n_source = len(plan.source)
         self.score, self.text, self.previous = 0.0, "", None
         self.ended = False
-        source, self.words, self.clock = model._start(plan)
+        source, self.words = model._start(plan)
+        # The stepper observes the token latencies, all of a step's at once.
         self.seq = model.stepper.add(Sequence(source, plan.max_tokens, p.temperature, p.top_k, p.top_p, plan.seed,
-                                              self.take))
+                                              self.take, plan.arrived))
 
     def take(self, step, error: BaseException | None) -> None:
         if self.ended:
@@ -373,33 +377,33 @@ class TextSequence:
             self.leave()
             self.deliver(None, error)
             return
-        plan = self.plan
-        p = plan.params
-        if p.attention:  # the whole map, for the last event
-            self.rows.append(step.attention)
+        rows = self.rows
+        attention = None
+        if rows is not None:  # the whole map, for the last event
+            attention = step.attention[: self.n_source]
+            rows.append(attention)
         self.score += step.logp
         reason = step.finish_reason
         if reason != decoding.FINISH_STOP:  # EOS is not a token of the text
             chosen = self.chosen
             chosen.append(step.token)
-            self.clock.tick()
-            word = self.model.tokens.target[step.token]
-            # a space before a word, unless it or the one before is a hyphen (Tokenizer.pieces)
-            piece = word if len(chosen) == 1 or word == "-" or self.previous == "-" else " " + word
-            self.previous = word
-            self.text += piece
+            word = self.target[step.token]
             n = len(chosen)
-            self.deliver(Token(n - 1, word, piece, step.attention[: len(plan.source)] if p.attention else None,
-                               self.words if n == 1 else None), None)
-            if self.stops and any(self.text.endswith(s) for s in self.stops):
-                reason = decoding.FINISH_STOP
+            # a space before a word, unless it or the one before is a hyphen (Tokenizer.pieces)
+            piece = word if n == 1 or word == "-" or self.previous == "-" else " " + word
+            self.previous = word
+            self.deliver(Token(n - 1, word, piece, attention, self.words if n == 1 else None), None)
+            if self.stops:
+                self.text += piece
+                if any(self.text.endswith(s) for s in self.stops):
+                    reason = decoding.FINISH_STOP
         if reason is not None:
             self.leave()
             self.deliver(self.generation(reason), None)
 
     def generation(self, reason: str) -> TextGeneration:
-        n_source = len(self.plan.source)
-        attention = np.stack(self.rows)[:, :n_source] if self.rows else np.zeros((0, n_source), np.float32)
+        n_source = self.n_source
+        attention = np.stack(self.rows) if self.rows else np.zeros((0, n_source), np.float32)
         best = decoding.Hypothesis(self.chosen, self.score, reason, attention)
         return self.model._finished(self.plan, self.chosen, decoding.Decoded(best))
 

@@ -7,7 +7,8 @@ leaves is replaced by the last row, never a copy of every row) and runs one loop
 vectorised choice of the next tokens (log-softmax and argmax over all rows; only sampled rows
 draw one by one, each from its own seeded generator), and one hand-over per sequence: a call of
 its sink (translation.TextSequence.take), which turns the step into events and queues them for
-a reader or writes them to its client at once. A finished,
+a reader or writes them to its client at once; the step observes its tokens' latencies too,
+all at once (one inter-token latency for every row that was in the last step). A finished,
 stopped or abandoned sequence leaves before the next step. The per-step cost of the bookkeeping
 is a few numpy operations over all rows, not a future, a padded prefix and a batcher round trip
 per sequence.
@@ -32,12 +33,14 @@ so every row's result is what it would be alone.
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from service.sampling import decoding
+from service.tally import Tally
 from service.tasks import positional
 from service.tasks.base import GraphRunner
 
@@ -66,25 +69,29 @@ class Sequence:
     keeps, writes or queues what it is given. A sink that raises makes its sequence leave (and
     is logged); the other sequences of the batch go on."""
 
-    __slots__ = ("_rng", "left", "max_tokens", "seed", "sink", "source", "temperature", "top_k", "top_p")
+    __slots__ = ("_rng", "arrived", "left", "max_tokens", "seed", "sink", "source", "temperature", "top_k",
+                 "top_p")
 
     def __init__(self, source: np.ndarray, max_tokens: int, temperature: float, top_k: int, top_p: float,
-                 seed: int, sink: Callable[[Step | None, BaseException | None], None]):
+                 seed: int, sink: Callable[[Step | None, BaseException | None], None], arrived: float = 0.0):
         self.source = source  # (1, S)
+        self.arrived = arrived  # time.perf_counter() when its request came: its first token's latency
         self.max_tokens, self.temperature, self.top_k, self.top_p, self.seed = (
             max_tokens, temperature, top_k, top_p, seed)
         self.sink = sink
         self.left = False  # its stream ended or stopped: it leaves before the next step
         self._rng: np.random.Generator | None = None
 
-    def _push(self, step: Step | None, error: BaseException | None = None) -> None:
-        if self.left and step is not None:
-            return  # left during the step that chose this: nobody takes it
+    def _fail(self, error: BaseException) -> None:
+        """The decoder failed: the sink learns it (its steps are handed over by Stepper._choose)."""
         try:
-            self.sink(step, error)
-        except Exception:
-            log.exception("a sequence's consumer failed; the sequence leaves its batch")
-            self.left = True
+            self.sink(None, error)
+        except Exception:  # noqa: BLE001  (logged there; the sequence leaves)
+            self._sink_failed()
+
+    def _sink_failed(self) -> None:
+        log.exception("a sequence's consumer failed; the sequence leaves its batch")
+        self.left = True
 
 
 class _Rows:
@@ -145,9 +152,12 @@ class _Rows:
 
 class Stepper:
     def __init__(self, decoder: GraphRunner, context: GraphRunner, cached: bool, bos: int, eos: int,
-                 pad: int, positions: int):
+                 pad: int, positions: int, latencies: tuple[Tally, Tally] | None = None):
+        """latencies: where each token's latency goes (time to first token, inter-token)."""
         self.decoder, self.context, self.cached = decoder, context, cached
         self.bos, self.eos, self.pad, self.positions = bos, eos, pad, positions
+        self._latencies = latencies
+        self._last_step = 0.0  # when the last step chose its tokens
         batcher = decoder.batcher  # its policy bounds the rows of one call; none: no bound
         self._max_rows = batcher.policy.max_batch_size if batcher is not None else None
         # The policy's max_queue_delay, as the batcher applied it to each step before the
@@ -183,7 +193,7 @@ class Stepper:
                 pass
         except BaseException as exc:  # every running sequence learns it; the loop ends
             for seq in [*self._rows, *self._joining]:
-                seq._push(None, exc if isinstance(exc, Exception) else RuntimeError("decoding stopped"))
+                seq._fail(exc if isinstance(exc, Exception) else RuntimeError("decoding stopped"))
             self._rows, self._joining = [], []
             self._state.clear()
             if not isinstance(exc, Exception):
@@ -249,7 +259,7 @@ class Stepper:
             context = await self._call(self.context, source)
         except BaseException as exc:
             for seq in joining:
-                seq._push(None, exc if isinstance(exc, Exception) else RuntimeError("decoding stopped"))
+                seq._fail(exc if isinstance(exc, Exception) else RuntimeError("decoding stopped"))
             if not isinstance(exc, Exception):
                 raise
             return
@@ -293,20 +303,42 @@ class Stepper:
         done = stopped | (steps >= max_tokens)
         attention = np.asarray(attention, dtype=np.float32)
         rows = self._rows
+        if self._latencies is not None:
+            self._observe_latencies(steps, stopped)
         # The streams woken first write first: the sequences that joined at this step, so a new
         # request's first token does not wait behind every running stream's next one.
         first = np.flatnonzero(steps == 1)
         order = range(len(rows)) if len(first) in (0, len(rows)) else [*first, *np.flatnonzero(steps > 1)]
         tokens, logps, ended, eos = chosen.tolist(), picked.tolist(), done.tolist(), stopped.tolist()
-        for i in order:
+        for i in order:  # once per token: each sink called here, with no layer between
+            seq = rows[i]
             reason = None
             if ended[i]:
                 reason = decoding.FINISH_STOP if eos[i] else decoding.FINISH_LENGTH
-            rows[i]._push(Step(tokens[i], attention[i], logps[i], reason))
+            if not seq.left:  # else it left during this step: nobody takes its token
+                try:
+                    seq.sink(Step(tokens[i], attention[i], logps[i], reason), None)
+                except Exception:  # noqa: BLE001  (logged there; only this sequence leaves)
+                    seq._sink_failed()
             if reason is not None:
-                rows[i].left = True
+                seq.left = True
         position += 1  # the chosen token sits at the next position
         token[:] = chosen
         if not self.cached:
             going = np.flatnonzero(~done)
             a["prefix"][0, going, position[going]] = chosen[going]
+
+    def _observe_latencies(self, steps: np.ndarray, stopped: np.ndarray) -> None:
+        """Each token's latency, as one step observes them all: a row's first token since its
+        request came, and every other row's since the last step, which chose its previous token
+        (every running row takes part in every step). EOS is not a token."""
+        now = time.perf_counter()
+        ttft, itl = self._latencies
+        tokens = ~stopped
+        firsts = np.flatnonzero(tokens & (steps == 1))
+        for i in firsts:
+            ttft.observe(now - self._rows[i].arrived)
+        later = int(np.count_nonzero(tokens)) - len(firsts)
+        if later:
+            itl.observe(now - self._last_step, later)
+        self._last_step = now

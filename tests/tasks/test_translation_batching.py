@@ -176,13 +176,19 @@ def test_a_stream_stops_at_the_next_step_when_the_client_leaves(url):
 
 
 def test_token_metrics(url):
-    asyncio.run(translate_all(url, TEXTS[:3]))
-    text = httpx.get(f"{url}/metrics").text
-    for name in ("modelserve_time_to_first_token_seconds_count",
-                 "modelserve_inter_token_latency_seconds_count",
-                 "modelserve_generated_tokens_total"):
-        assert metric(url, name) > 0, name
-    assert "modelserve_running_sequences" in text
+    """One time to first token per translation, one inter-token latency per later token, every
+    token counted: greedy and sampled rows of shared steps, and beam search."""
+    names = ("modelserve_time_to_first_token_seconds_count", "modelserve_inter_token_latency_seconds_count",
+             "modelserve_generated_tokens_total")
+    before = {name: metric(url, name) for name in names}
+    answers = [*asyncio.run(translate_all(url, TEXTS[:3])),
+               *asyncio.run(translate_all(url, TEXTS[:2], temperature=1.5, seed=3)),
+               *asyncio.run(translate_all(url, TEXTS[:1], beam_width=2))]
+    tokens = sum(a["tokens"] for a in answers)
+    assert all(a["tokens"] > 0 for a in answers)
+    after = {name: metric(url, name) - before[name] for name in names}
+    assert after == {names[0]: len(answers), names[1]: tokens - len(answers), names[2]: tokens}
+    assert "modelserve_running_sequences" in httpx.get(f"{url}/metrics").text
 
 
 @pytest.fixture(scope="module")
