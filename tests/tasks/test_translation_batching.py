@@ -7,6 +7,7 @@ import contextlib
 import json
 import re
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -131,15 +132,29 @@ async def _leave_a_busy_stream(url: str) -> None:
 @contextlib.asynccontextmanager
 async def _busy(client: httpx.AsyncClient, url: str, sequences: int):
     """`sequences` long translations back to back, running before the block starts and until
-    it ends: every step inside it is shared with them (slow enough that the client keeps up)."""
-    stop = asyncio.Event()
+    it ends: every step inside it is shared with them. They are sent from a thread of their own
+    (its own event loop and client), so the test's own requests never wait behind their
+    responses on the client's side: with a fast model a step is well under a millisecond, and a
+    request held up by 32 others' reading arrived after the stream it was meant to join had
+    ended."""
+    stop = threading.Event()
 
-    async def keep_busy(text: str) -> None:
+    async def keep_busy(other: httpx.AsyncClient, text: str) -> None:
         while not stop.is_set():
-            response = await client.post(f"{url}/v2/models/{MODEL}/generate", json={"text_input": text})
+            response = await other.post(f"{url}/v2/models/{MODEL}/generate", json={"text_input": text})
             assert response.status_code == 200, response.text
 
-    busy = [asyncio.create_task(keep_busy(TEXTS[1 + i % 2 * 6])) for i in range(sequences)]
+    failed: list[BaseException] = []
+
+    async def load() -> None:
+        try:
+            async with httpx.AsyncClient(timeout=120) as other:
+                await asyncio.gather(*(keep_busy(other, TEXTS[1 + i % 2 * 6]) for i in range(sequences)))
+        except Exception as exc:  # noqa: BLE001  (seen by the test, not lost in the thread)
+            failed.append(exc)
+
+    thread = threading.Thread(target=asyncio.run, args=(load(),), daemon=True)
+    thread.start()
     deadline = time.monotonic() + 30
     while await _running(client, url) < sequences // 2:
         assert time.monotonic() < deadline, "the busy sequences never ran"
@@ -148,7 +163,8 @@ async def _busy(client: httpx.AsyncClient, url: str, sequences: int):
         yield
     finally:
         stop.set()
-        await asyncio.gather(*busy)
+        await asyncio.to_thread(thread.join, 60)
+    assert not failed, failed
 
 
 async def _running(client: httpx.AsyncClient, url: str) -> float:
