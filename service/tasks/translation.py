@@ -279,7 +279,7 @@ class TranslationModel(ServedModel):
         best = result.best
         for event in self._new_tokens(best.tokens, best.attention[:, :n_source], clock, words):
             yield event
-        yield self._finished(plan, best.tokens, result)
+        yield self._finished(plan, best.tokens, result, words)
 
     def _new_tokens(self, chosen: list[int], attention, clock, words):
         """Token events for a finished beam search's best beam (attention: its row per token)."""
@@ -288,7 +288,7 @@ class TranslationModel(ServedModel):
             clock.tick()
             yield Token(i, self.tokens.target[token], pieces[i], attention[i], words if i == 0 else None)
 
-    def _finished(self, plan: Plan, chosen: list[int], result: decoding.Decoded) -> TextGeneration:
+    def _finished(self, plan: Plan, chosen: list[int], result: decoding.Decoded, words: list[str]) -> TextGeneration:
         self._generated.inc(len(chosen))
         best = result.best
         nbest = []
@@ -298,7 +298,7 @@ class TranslationModel(ServedModel):
         return TextGeneration(
             self.tokens.decode(chosen), best.finish_reason, [self.tokens.target[i] for i in chosen],
             plan.seed if plan.params.temperature > 0 else None,  # greedy and beam use none
-            [self.tokens.source[i] for i in plan.source],
+            words,  # the source's words (the stream's own list, not a copy)
             best.attention[: len(chosen), : len(plan.source)] if plan.params.attention else None,
             nbest)
 
@@ -405,7 +405,7 @@ class TextSequence:
         n_source = self.n_source
         attention = np.stack(self.rows) if self.rows else np.zeros((0, n_source), np.float32)
         best = decoding.Hypothesis(self.chosen, self.score, reason, attention)
-        return self.model._finished(self.plan, self.chosen, decoding.Decoded(best))
+        return self.model._finished(self.plan, self.chosen, decoding.Decoded(best), self.words)
 
     def leave(self) -> None:
         """Out of the batch before its next step, however the stream ended (once)."""
