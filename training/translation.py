@@ -29,13 +29,20 @@ from training.translation_export import export_graphs
 class Config:
     name: str = "en-fr-numbers"
     # Small on purpose: 2 CPU cores shared by many jobs ran a 1M-parameter version at ~18 s a
-    # step; this one is ~8x cheaper per token and still learns the grammar.
-    d_model: int = 64
-    heads: int = 4
-    ff: int = 256
-    encoder_layers: int = 2
+    # step. Served, a translation's cost per sequence is the encoder over its source and the
+    # decoder's work per row, and both shrink with the widths: d = 48, 2 heads, ff 128 and one
+    # encoder layer (90k parameters) cut a 16-row decoder step by 30% and the encoder by 40%
+    # against d = 64, 4 heads, ff 256, 2 + 2 layers (240k), and got more held-out numbers right
+    # (99.98% against 99.84%; docs/BENCHMARKS.md, "Translation: seventh pass").
+    d_model: int = 48
+    heads: int = 2
+    ff: int = 128
+    encoder_layers: int = 1
     decoder_layers: int = 2
-    steps: int = 4000  # at most: training stops early once validation reaches target_val
+    # At most: training stops early if validation reaches target_val. 8,000 steps (about 5
+    # minutes on one core) left 2 errors in the 19,980 numbers "k thousand and j" (j <= 20),
+    # where this model stopped at 2,750 steps, without the round numbers, made 45.
+    steps: int = 8000
     batch_size: int = 128
     lr: float = 2e-3
     eval_every: int = 250
@@ -43,8 +50,12 @@ class Config:
     # progress = max(step / steps, elapsed / budget) and ends at whichever comes first.
     budget_minutes: float = 60.0
     warmup: int = 100
-    target_val: float = 0.998  # greedy exact match on 500 validation numbers (never test ones)
-    pool: tuple[int, int, int] = (5_000, 15_000, 30_000)  # training numbers of 4, 5, 6 digits
+    # Greedy exact match on 500 validation numbers (never test ones) that stops training early;
+    # None: every step. Stopping at 99.8% left the rarest forms ("deux cents" alone) half-learnt:
+    # the validation numbers are random ones, nearly all of 5 or 6 digits.
+    target_val: float | None = None
+    # training numbers of 4, 5, 6 digits, and multiples of 100 (all 9,937 not held out)
+    pool: tuple[int, int, int, int] = (5_000, 15_000, 30_000, 10_000)
     strip_and: float = 0.5  # share of sources without "and"/"," (both English styles are taught)
     seed: int = 0
 
@@ -213,7 +224,7 @@ def train(cfg: Config, data: corpus.Corpus, quick: bool):
             val_curve.append((step + 1, acc))
             print(f"step {step + 1}: loss {loss.item():.4f}, val exact match {acc:.4f}, "
                   f"{time.time() - started:.0f} s", flush=True)
-            if acc >= cfg.target_val:  # early stopping on validation numbers, never test ones
+            if cfg.target_val is not None and acc >= cfg.target_val:  # on validation numbers only
                 break
         if progress >= 1.0:
             break
@@ -223,7 +234,7 @@ def train(cfg: Config, data: corpus.Corpus, quick: bool):
 def main(cfg: Config, output: Path, version: int | None = None, quick: bool = False) -> Path:
     cfg = replace(cfg, **QUICK) if quick else cfg
     start = time.time()
-    data = corpus.build(cfg.seed, (200, 400, 800) if quick else cfg.pool)
+    data = corpus.build(cfg.seed, (200, 400, 800, 200) if quick else cfg.pool)
     corpus_time = time.time() - start
     start = time.time()
     encoder, decoder, curves, val_curve = train(cfg, data, quick)

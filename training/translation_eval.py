@@ -116,11 +116,15 @@ def evaluate(vdir: Path, data: corpus.Corpus, test: np.ndarray,
         by_size: dict[str, list[bool]] = {}
         for n, ok in zip(test, right, strict=True):
             by_size.setdefault(f"{len(str(int(n)))} digits", []).append(ok)
+        # Round numbers are what people type; the held-out ones were never trained on.
+        round_ = [ok for n, ok in zip(test, right, strict=True) if n % 100 == 0]
         metrics[f"greedy_{style}"] = {
             "exact_match": float(np.mean(right)), "token_accuracy": token_accuracy(got, want),
             "errors": len(right) - sum(right),
             "exact_match_by_size": {k: {"numbers": len(v), "exact_match": float(np.mean(v))}
                                     for k, v in sorted(by_size.items())},
+            "exact_match_multiples_of_100": {"numbers": len(round_),
+                                             "exact_match": float(np.mean(round_)) if round_ else None},
             "error_examples": [
                 {"number": int(n), "english": " ".join(data.text[int(n)][0]),
                  "want": corpus.join_target(data.text[int(n)][1]),
