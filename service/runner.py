@@ -91,12 +91,15 @@ class GraphRunner:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self.run_sync, feeds, output_names)
 
-    async def execute(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    async def execute(self, feeds: dict[str, np.ndarray], then_yield: bool = True) -> dict[str, np.ndarray]:
         """Run now, past the batcher: for a caller that gathers its own batch (the diffusion
-        stepper stacks every generation's step), so no queue delay applies."""
+        stepper stacks every generation's step), so no queue delay applies. then_yield=False:
+        an inline run does not give the loop a turn after it, for a caller whose next await
+        does (a run followed at once by another)."""
         if self.runs_inline():
             outputs = self.run_on_loop(feeds)
-            await _let_others_run()
+            if then_yield:
+                await _let_others_run()
             return outputs
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self.run_sync, feeds)

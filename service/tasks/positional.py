@@ -13,9 +13,10 @@ async def run(runner: GraphRunner, *inputs: np.ndarray) -> list[np.ndarray]:
     return [outputs[spec.name] for spec in runner.outputs]
 
 
-async def execute(runner: GraphRunner, *inputs: np.ndarray) -> list[np.ndarray]:
+async def execute(runner: GraphRunner, *inputs: np.ndarray, then_yield: bool = True) -> list[np.ndarray]:
     """As run(), but at once, past the graph's batcher (the caller batched the rows itself)."""
-    outputs = await runner.execute({spec.name: array for spec, array in zip(runner.inputs, inputs, strict=True)})
+    outputs = await runner.execute({spec.name: array for spec, array in zip(runner.inputs, inputs, strict=True)},
+                                   then_yield)
     return [outputs[spec.name] for spec in runner.outputs]
 
 

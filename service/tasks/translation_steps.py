@@ -232,12 +232,12 @@ class Stepper:
         self._choose(logits, attention)
         return True
 
-    async def _call(self, graph: GraphRunner, *inputs: np.ndarray) -> list[np.ndarray]:
+    async def _call(self, graph: GraphRunner, *inputs: np.ndarray, then_yield: bool = True) -> list[np.ndarray]:
         """One execution of `graph` over all rows (a few, in order, when over max_batch_size)."""
         rows = len(inputs[0])
         if self._max_rows is None or rows <= self._max_rows:
-            return await positional.execute(graph, *inputs)
-        parts = [await positional.execute(graph, *(x[i : i + self._max_rows] for x in inputs))
+            return await positional.execute(graph, *inputs, then_yield=then_yield)
+        parts = [await positional.execute(graph, *(x[i : i + self._max_rows] for x in inputs), then_yield=then_yield)
                  for i in range(0, rows, self._max_rows)]
         return [np.concatenate(outputs) for outputs in zip(*parts)]
 
@@ -256,7 +256,8 @@ class Stepper:
         n = len(joining)
         source = np.concatenate([s.source for s in joining])
         try:
-            context = await self._call(self.context, source)
+            # No loop turn after it: the step's decoder call follows at once and gives one.
+            context = await self._call(self.context, source, then_yield=False)
         except BaseException as exc:
             for seq in joining:
                 seq._fail(exc if isinstance(exc, Exception) else RuntimeError("decoding stopped"))
