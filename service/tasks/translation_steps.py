@@ -139,10 +139,10 @@ class _Rows:
             left = set(gone)
             movers = [j for j in range(end, self.n) if j not in left]
             for array in self.groups.values():
-                if len(holes) == 1:  # most steps: one row leaves; a plain copy, no index arrays
-                    array[:, holes[0]] = array[:, movers[0]]
-                else:
-                    array[:, holes] = array[:, movers]
+                # A plain copy per row: the few rows that leave a step cost less so than one
+                # gather and scatter through index arrays.
+                for to, from_ in zip(holes, movers, strict=True):
+                    array[:, to] = array[:, from_]
         self.n = end
         return list(zip(holes, movers, strict=True))
 
