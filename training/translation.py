@@ -31,9 +31,10 @@ class Config:
     # Small on purpose: 2 CPU cores shared by many jobs ran a 1M-parameter version at ~18 s a
     # step. Served, a translation's cost per sequence is the encoder over its source and the
     # decoder's work per row, and both shrink with the widths: d = 48, 2 heads, ff 128 and one
-    # encoder layer (90k parameters) cut a 16-row decoder step by 30% and the encoder by 40%
-    # against d = 64, 4 heads, ff 256, 2 + 2 layers (240k), and got more held-out numbers right
-    # (99.98% against 99.84%; docs/BENCHMARKS.md, "Translation: seventh pass").
+    # encoder layer (90k parameters) cut a 16-row decoder step by a third and the encoder
+    # (cross_kv) by half or more against d = 64, 4 heads, ff 256, 2 + 2 layers (240k), and got
+    # more held-out numbers right (100% against 99.84%; docs/BENCHMARKS.md, "Translation:
+    # seventh pass").
     d_model: int = 48
     heads: int = 2
     ff: int = 128
