@@ -165,7 +165,8 @@ class TranslationModel(ServedModel):
         # a stream used four of them per request.
         self._running = metrics.RUNNING_SEQUENCES.labels(*self._labels)
         self._generated = metrics.GENERATED_TOKENS.labels(*self._labels)
-        # Observed on the event loop once per token: added to the histograms once per loop turn.
+        # Observed on the event loop (by the stepper, all of a step's tokens at once; by beam
+        # search, a token at a time): added to the histograms once per loop turn.
         self._latencies = (TurnTally(metrics.TIME_TO_FIRST_TOKEN.labels(*self._labels)),
                            TurnTally(metrics.INTER_TOKEN_LATENCY.labels(*self._labels)))
         self.stepper = Stepper(cached or self.decoder, self.cross_kv or self.encoder, cached is not None,
@@ -350,9 +351,9 @@ class TranslationModel(ServedModel):
 
 class TextSequence:
     """What one greedy or sampled translation makes of its steps: a Token per step (its text),
-    then the TextGeneration (stop strings, finish reason, score, attention
-    map). The stepper hands it each step as it is chosen (`take`, the Sequence's sink); each
-    event goes to `deliver(event, None)` at once, a failure to `deliver(None, error)`."""
+    then the TextGeneration (stop strings, finish reason, score, attention map). The stepper
+    hands it each step as it is chosen (`take`, the Sequence's sink); each event goes to
+    `deliver(event, None)` at once, a failure to `deliver(None, error)`."""
 
     def __init__(self, model: "TranslationModel", plan: Plan, deliver):
         self.model, self.plan, self.deliver = model, plan, deliver

@@ -73,7 +73,7 @@ class Sequence:
                  "top_p")
 
     def __init__(self, source: np.ndarray, max_tokens: int, temperature: float, top_k: int, top_p: float,
-                 seed: int, sink: Callable[[Step | None, BaseException | None], None], arrived: float = 0.0):
+                 seed: int, sink: Callable[[Step | None, BaseException | None], None], arrived: float):
         self.source = source  # (1, S)
         self.arrived = arrived  # time.perf_counter() when its request came: its first token's latency
         self.max_tokens, self.temperature, self.top_k, self.top_p, self.seed = (
