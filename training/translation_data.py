@@ -2,8 +2,9 @@
 
 Split by number with a seeded permutation: the first 5,000 numbers are the test set, the next
 1,000 validation; neither is ever trained on. num2words takes ~0.4 ms a pair, so training draws
-from a pool (every training number below 1,000, every multiple of 100, and a uniform sample of
-4-, 5- and 6-digit ones) rather than converting all 994,000. Tokens are words, with "-" and "," tokens of their own.
+from a pool (every training number below 1,000, every multiple of 100 not held out, and a
+uniform sample of 4-, 5- and 6-digit ones) rather than converting all 994,000. Tokens are words,
+with "-" and "," tokens of their own.
 """
 
 from dataclasses import dataclass, field
