@@ -152,7 +152,7 @@ class _Rows:
 
 class Stepper:
     def __init__(self, decoder: GraphRunner, context: GraphRunner, cached: bool, bos: int, eos: int,
-                 pad: int, positions: int, latencies: tuple[Tally, Tally] | None = None):
+                 pad: int, positions: int, latencies: tuple[Tally, Tally]):
         """latencies: where each token's latency goes (time to first token, inter-token)."""
         self.decoder, self.context, self.cached = decoder, context, cached
         self.bos, self.eos, self.pad, self.positions = bos, eos, pad, positions
@@ -304,11 +304,10 @@ class Stepper:
         done = stopped | (steps >= max_tokens)
         attention = np.asarray(attention, dtype=np.float32)
         rows = self._rows
-        if self._latencies is not None:
-            self._observe_latencies(steps, stopped)
+        first = np.flatnonzero(steps == 1)  # the rows that joined at this step
+        self._observe_latencies(first, stopped)
         # The streams woken first write first: the sequences that joined at this step, so a new
         # request's first token does not wait behind every running stream's next one.
-        first = np.flatnonzero(steps == 1)
         order = range(len(rows)) if len(first) in (0, len(rows)) else [*first, *np.flatnonzero(steps > 1)]
         tokens, logps, ended, eos = chosen.tolist(), picked.tolist(), done.tolist(), stopped.tolist()
         for i in order:  # once per token: each sink called here, with no layer between
@@ -329,17 +328,16 @@ class Stepper:
             going = np.flatnonzero(~done)
             a["prefix"][0, going, position[going]] = chosen[going]
 
-    def _observe_latencies(self, steps: np.ndarray, stopped: np.ndarray) -> None:
+    def _observe_latencies(self, first: np.ndarray, stopped: np.ndarray) -> None:
         """Each token's latency, as one step observes them all: a row's first token since its
         request came, and every other row's since the last step, which chose its previous token
         (every running row takes part in every step). EOS is not a token."""
         now = time.perf_counter()
         ttft, itl = self._latencies
-        tokens = ~stopped
-        firsts = np.flatnonzero(tokens & (steps == 1))
+        firsts = first[~stopped[first]]
         for i in firsts:
             ttft.observe(now - self._rows[i].arrived)
-        later = int(np.count_nonzero(tokens)) - len(firsts)
+        later = len(stopped) - int(np.count_nonzero(stopped)) - len(firsts)
         if later:
             itl.observe(now - self._last_step, later)
         self._last_step = now
