@@ -92,9 +92,9 @@ def test_several_uploads_are_several_instances(url):
 def test_version_path_works_and_counts_in_metrics(url):
     def successes():
         text = httpx.get(f"{url}/metrics").text
-        line = next(l for l in text.splitlines()
-                    if l.startswith('modelserve_inference_request_success_total{model="classifier"'))
-        return float(line.rsplit(" ", 1)[1])
+        line = next((l for l in text.splitlines()
+                     if l.startswith('modelserve_inference_request_success_total{model="classifier"')), None)
+        return 0.0 if line is None else float(line.rsplit(" ", 1)[1])  # no series yet: no success yet
 
     before = successes()
     response = post(url, "/v1/models/classifier/versions/1:predict", {"instances": [DIGIT]})
