@@ -30,7 +30,7 @@ from service.tasks import positional
 from service.tasks.base import ServedModel
 from service.tasks.params import Params, Seed, validate
 from service.tasks.tokens import MAX_CHARS, Tokenizer
-from service.tasks.translation_steps import Sequence, Stepper
+from service.tasks.translation_steps import Sequence, Stepper, context_count
 
 
 class TranslationParams(Params):
@@ -159,7 +159,7 @@ class TranslationModel(ServedModel):
             raise ValueError("decoder_cached and cross_kv go together: the cached step reads the "
                              "cross-attention keys and values that cross_kv computes")
         if cached is not None:
-            _check_cached(cached, self.cross_kv, self.positions)
+            _check_cached(cached, self.cross_kv, self.positions, config.max_input_tokens)
         self._labels = (name, str(version))
         # This version's series, looked up once: labels() takes a lock and a dict lookup, and
         # a stream used four of them per request.
@@ -481,16 +481,25 @@ class PredictRequest(TranslationParams):
                                  examples=[["twelve", "nine hundred"]])
 
 
-def _check_cached(cached, cross_kv, positions: int) -> None:
-    """At load: decoder_cached takes token, position, source, one input per cross_kv output,
-    then past arrays (batch, heads, slots, head dim) with a slot for every position, and gives
-    logits, attention and one new array (batch, heads, head dim) per past one."""
-    contexts = len(cross_kv.outputs)
+def _check_cached(cached, cross_kv, positions: int, source_width: int) -> None:
+    """At load: decoder_cached takes token, position, source, cross_kv's arrays (an input per
+    output, or the C arrays of its one packed output), then past arrays (batch, heads, slots,
+    head dim) with a slot for every position, and gives logits, attention and one new array
+    (batch, heads, head dim) per past one. A cross_kv whose source width is fixed takes
+    max_input_tokens (the width every source is padded to)."""
     positional.check(cross_kv, "cross_kv", inputs=1, outputs=1)
+    contexts = context_count(cross_kv)
+    if contexts is None:
+        raise ValueError(f"cross_kv ({cross_kv.file_name}) has one output of rank 5, packed (batch, C, "
+                         f"heads, source, head dim), but C is not a fixed size: {list(cross_kv.outputs[0].shape)}")
+    width = cross_kv.inputs[0].shape[-1] if cross_kv.inputs[0].shape else -1  # -1: not fixed
+    if width > 0 and width != source_width:
+        raise ValueError(f"cross_kv ({cross_kv.file_name}) takes sources {width} wide, but max_input_tokens "
+                         f"is {source_width}: every source is padded to max_input_tokens")
     past = cached.inputs[3 + contexts:]
     if not past or len(cached.outputs) != 2 + len(past):
         raise ValueError(f"decoder_cached ({cached.file_name}) must take token, position, source, the "
-                         f"{contexts} outputs of cross_kv and its past arrays, and give logits, attention "
+                         f"{contexts} arrays of cross_kv and its past arrays, and give logits, attention "
                          f"and one new array per past one; it has {len(cached.inputs)} inputs and "
                          f"{len(cached.outputs)} outputs")
     for spec in past:

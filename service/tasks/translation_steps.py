@@ -150,6 +150,20 @@ class _Rows:
         self.n = 0
 
 
+def _packed(cross_kv: GraphRunner) -> bool:
+    """Whether the context graph gives its arrays packed in one output (B, C, H, S, dk)."""
+    return len(cross_kv.outputs) == 1 and len(cross_kv.outputs[0].shape) == 5
+
+
+def context_count(cross_kv: GraphRunner) -> int | None:
+    """How many of decoder_cached's inputs cross_kv gives: one per output, or, when its one
+    output is packed (B, C, H, S, dk), C of them; None if C is not fixed."""
+    if _packed(cross_kv):
+        count = cross_kv.outputs[0].shape[1]
+        return count if count > 0 else None
+    return len(cross_kv.outputs)
+
+
 class Stepper:
     def __init__(self, decoder: GraphRunner, context: GraphRunner, cached: bool, bos: int, eos: int,
                  pad: int, positions: int, latencies: tuple[Tally, Tally]):
@@ -168,9 +182,11 @@ class Stepper:
         self._rows: list[Sequence] = []
         self._state = _Rows()
         # The graph's inputs after token, position and source: the context arrays (as many as
-        # the context graph gives), then, with a cache, the past arrays (B, H, P, dk), each
-        # paired with the new output (B, H, dk) at the same place after logits and attention.
-        self._contexts = len(context.outputs) if cached else 1
+        # the context graph gives: an output each, or the C arrays of one packed output
+        # (B, C, H, S, dk)), then, with a cache, the past arrays (B, H, P, dk), each paired with
+        # the new output (B, H, dk) at the same place after logits and attention.
+        self._packed = cached and _packed(context)
+        self._contexts = context_count(context) if cached else 1
         state = decoder.inputs[3 + self._contexts:] if cached else []
         self._past_shape = (len(state), *state[0].shape[1:]) if state else None  # (M, H, P, dk)
         if any(tuple(s.shape[1:]) != self._past_shape[1:] for s in state):
@@ -270,11 +286,14 @@ class Stepper:
             context = [c[keep] for c in context]
             if not n:
                 return
+        # The rows' context group is (members, rows, ...): a packed output's arrays are its
+        # second axis (a view; append copies it), the others one list member each.
+        members = context[0].swapaxes(0, 1) if self._packed else list(context)
         self._drop_left()  # rows that finished their streams during the call
         ints = np.zeros((4, n), dtype=np.int64)  # token, position, steps, max_tokens
         ints[0] = self.bos
         ints[3] = [s.max_tokens for s in joining]
-        new = {"ints": ints, "source": source[None], "context": list(context),
+        new = {"ints": ints, "source": source[None], "context": members,
                "greedy": np.array([[s.temperature == 0 for s in joining]])}
         if self.cached:  # zeros: no slot is read before its step writes it (the mask)
             new["past"] = np.zeros((self._past_shape[0], n, *self._past_shape[1:]), dtype=np.float32)

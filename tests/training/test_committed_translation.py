@@ -122,16 +122,18 @@ def test_the_cached_decoder_step_gives_the_full_prefix_greedy_tokens(model, held
     """decoder_cached.onnx, fed each row's newest token, its key/value cache and cross_kv.onnx's
     keys and values of its source (rows leave as they finish), chooses what decoder.onnx chooses;
     each step's new keys and values go into slot `position` of the past arrays, as the service
-    writes them."""
+    writes them. cross_kv gives its arrays packed, (B, C, H, S, dk), in the order of the step's
+    context inputs."""
     config, card, sessions = model
     numbers = held_out(card["seed"])[::10]  # 500 held-out numbers
     source = sources(config, numbers)
     want = [held_out_greedy[n] for n in numbers.tolist()]
     special = config["special_tokens"]
     cached = sessions["decoder_cached"]
-    cross = dict(zip([o.name for o in sessions["cross_kv"].get_outputs()],
-                     sessions["cross_kv"].run(None, {"source": source}), strict=True))
-    past_specs = [i for i in cached.get_inputs()[3:] if i.name not in cross]
+    (packed,) = sessions["cross_kv"].run(None, {"source": source})
+    context_specs = cached.get_inputs()[3 : 3 + packed.shape[1]]
+    cross = {spec.name: packed[:, c] for c, spec in enumerate(context_specs)}
+    past_specs = cached.get_inputs()[3 + packed.shape[1] :]
     n = len(source)
     rows = np.arange(n)  # the live rows: finished ones leave, as in the service
     token = np.full(n, special["bos"], dtype=np.int64)
