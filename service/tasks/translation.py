@@ -82,7 +82,7 @@ class Plan:
         return "attention" if self.params.attention else "text"
 
 
-@dataclass
+@dataclass(slots=True)
 class Token:
     """One output token of a stream, as soon as it is chosen."""
 
@@ -361,15 +361,17 @@ class TextSequence:
         self.stops = [p.stop] if isinstance(p.stop, str) else (p.stop or [])
         self.target = model.tokens.target
         self.chosen: list[int] = []
+        self.chosen_words: list[str] = []
         # attention rows, when asked for (each its source's part): the last event's whole map
         self.rows: list[np.ndarray] | None = [] if p.attention else None
         self.n_source = len(plan.source)
-        self.score, self.text, self.previous = 0.0, "", None
+        self.score, self.text, self.previous = 0.0, "", None  # the text so far, as Tokenizer.decode
         self.ended = False
         source, self.words = model._start(plan)
-        # The stepper observes the token latencies, all of a step's at once.
+        # The stepper observes the token latencies, all of a step's at once, and hands each
+        # step's attention row only to a sequence that reads it.
         self.seq = model.stepper.add(Sequence(source, plan.max_tokens, p.temperature, p.top_k, p.top_p, plan.seed,
-                                              self.take, plan.arrived))
+                                              self.take, plan.arrived, attention=p.attention))
 
     def take(self, step, error: BaseException | None) -> None:
         if self.ended:
@@ -389,24 +391,32 @@ class TextSequence:
             chosen = self.chosen
             chosen.append(step.token)
             word = self.target[step.token]
+            self.chosen_words.append(word)
             n = len(chosen)
             # a space before a word, unless it or the one before is a hyphen (Tokenizer.pieces)
             piece = word if n == 1 or word == "-" or self.previous == "-" else " " + word
             self.previous = word
+            self.text += piece
             self.deliver(Token(n - 1, word, piece, attention, self.words if n == 1 else None), None)
-            if self.stops:
-                self.text += piece
-                if any(self.text.endswith(s) for s in self.stops):
-                    reason = decoding.FINISH_STOP
+            if self.stops and any(self.text.endswith(s) for s in self.stops):
+                reason = decoding.FINISH_STOP
         if reason is not None:
             self.leave()
             self.deliver(self.generation(reason), None)
 
     def generation(self, reason: str) -> TextGeneration:
-        n_source = self.n_source
-        attention = np.stack(self.rows) if self.rows else np.zeros((0, n_source), np.float32)
-        best = decoding.Hypothesis(self.chosen, self.score, reason, attention)
-        return self.model._finished(self.plan, self.chosen, decoding.Decoded(best), self.words)
+        """What TranslationModel._finished makes of a decoded hypothesis, from what the steps
+        kept: the text and the words as they came, the attention rows of the output tokens
+        (not the EOS's)."""
+        chosen = self.chosen
+        self.model._generated.inc(len(chosen))
+        attention = None
+        if self.rows is not None:
+            rows = self.rows[: len(chosen)]
+            attention = np.stack(rows) if rows else np.zeros((0, self.n_source), np.float32)
+        p = self.plan.params
+        return TextGeneration(self.text, reason, self.chosen_words, self.plan.seed if p.temperature > 0 else None,
+                              self.words, attention)
 
     def leave(self) -> None:
         """Out of the batch before its next step, however the stream ended (once)."""

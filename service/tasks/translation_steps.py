@@ -56,7 +56,7 @@ class Step:
     """What one step gave one sequence."""
 
     token: int
-    attention: np.ndarray  # (S,) the cross-attention row of this step
+    attention: np.ndarray | None  # (S,) the cross-attention row of this step; None if unread
     logp: float
     finish_reason: str | None  # stop (EOS chosen: `token` is EOS), length, or None: more to come
 
@@ -69,12 +69,14 @@ class Sequence:
     keeps, writes or queues what it is given. A sink that raises makes its sequence leave (and
     is logged); the other sequences of the batch go on."""
 
-    __slots__ = ("_rng", "arrived", "left", "max_tokens", "seed", "sink", "source", "temperature", "top_k",
-                 "top_p")
+    __slots__ = ("_rng", "arrived", "attention", "left", "max_tokens", "seed", "sink", "source", "temperature",
+                 "top_k", "top_p")
 
     def __init__(self, source: np.ndarray, max_tokens: int, temperature: float, top_k: int, top_p: float,
-                 seed: int, sink: Callable[[Step | None, BaseException | None], None], arrived: float):
+                 seed: int, sink: Callable[[Step | None, BaseException | None], None], arrived: float,
+                 attention: bool = True):
         self.source = source  # (1, S)
+        self.attention = attention  # whether its sink reads each Step's attention row (else None)
         self.arrived = arrived  # time.perf_counter() when its request came: its first token's latency
         self.max_tokens, self.temperature, self.top_k, self.top_p, self.seed = (
             max_tokens, temperature, top_k, top_p, seed)
@@ -336,7 +338,7 @@ class Stepper:
                 reason = decoding.FINISH_STOP if eos[i] else decoding.FINISH_LENGTH
             if not seq.left:  # else it left during this step: nobody takes its token
                 try:
-                    seq.sink(Step(tokens[i], attention[i], logps[i], reason), None)
+                    seq.sink(Step(tokens[i], attention[i] if seq.attention else None, logps[i], reason), None)
                 except Exception:  # noqa: BLE001  (logged there; only this sequence leaves)
                     seq._sink_failed()
             if reason is not None:
