@@ -6,8 +6,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Self
 
 import numpy as np
@@ -147,8 +146,11 @@ class DataPlane:
     def generate_stream(self, model: ServedModel, params: dict) -> tuple[Any, "_Counted"]:
         """Plan now, so a bad request fails before the stream starts; the events come lazily."""
         outcome = _Outcome(model, self.protocol)
-        with outcome.failures():
+        try:
             plan = model.plan(params, stream=True)
+        except BaseException as exc:
+            outcome.failed(exc)
+            raise
         return plan, _Counted(model.stream(plan), outcome, plan.num_samples)
 
     def generate_stream_from_tensors(
@@ -157,9 +159,12 @@ class DataPlane:
         """A generation stream asked for in V2 tensors (gRPC's ModelStreamInfer): the model's
         inputs, plus stream-only options (`every`...) as request parameters."""
         outcome = _Outcome(model, self.protocol)
-        with outcome.failures():
+        try:
             model.check_inputs(inputs, datatypes)
             plan = model.plan_from_tensors(inputs, parameters)
+        except BaseException as exc:
+            outcome.failed(exc)
+            raise
         return plan, _Counted(model.stream(plan), outcome, plan.num_samples)
 
     # ------------------------------------------------------------------ repository extension
@@ -274,14 +279,11 @@ class _Outcome:
             self.model.stats.request_done(False, elapsed)
         return False
 
-    @contextmanager
-    def failures(self) -> Iterator[None]:
-        """Count a failure inside the block; success is left to a later `with self`."""
-        try:
-            yield
-        except BaseException as exc:
-            self.__exit__(type(exc), exc, None)
-            raise
+    def failed(self, exc: BaseException) -> None:
+        """Count a failure before the work began (a plan refused); success is left to a later
+        `with self`. A try block, not a generator-based context manager: a stream's request
+        paid about 2 µs for one."""
+        self.__exit__(type(exc), exc, None)
 
 
 @functools.cache

@@ -329,7 +329,8 @@ class Stepper:
         self._observe_latencies(first, stopped)
         # The streams woken first write first: the sequences that joined at this step, so a new
         # request's first token does not wait behind every running stream's next one.
-        order = range(len(rows)) if len(first) in (0, len(rows)) else [*first, *np.flatnonzero(steps > 1)]
+        # Python ints: every list and array below is indexed by them, once per row.
+        order = range(len(rows)) if len(first) in (0, len(rows)) else first.tolist() + np.flatnonzero(steps > 1).tolist()
         tokens, logps, ended, eos = chosen.tolist(), picked.tolist(), done.tolist(), stopped.tolist()
         for i in order:  # once per token: each sink called here, with no layer between
             seq = rows[i]
