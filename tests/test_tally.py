@@ -2,9 +2,9 @@
 
 import asyncio
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from service.tally import Tally, TurnTally
+from service.tally import Tally, TurnDelta, TurnTally
 
 BUCKETS = (0.001, 0.01, 0.1, 1)
 
@@ -69,3 +69,29 @@ def test_a_count_is_that_many_observations_of_one_value():
 
     asyncio.run(turn())
     assert _samples(tallied) == _samples(direct)
+
+
+def test_a_turn_delta_adds_the_turns_net_amount_once_at_its_end():
+    registry = CollectorRegistry()
+    gauge = Gauge("running", "r", ("m",), registry=registry).labels("a")
+    counter = Counter("generated", "g", ("m",), registry=registry).labels("a")
+    running, generated = TurnDelta(gauge), TurnDelta(counter)
+
+    async def turns() -> None:
+        running.add(1)
+        running.add(1)
+        generated.add(5)
+        assert gauge._value.get() == 0 and counter._value.get() == 0  # not yet
+        await asyncio.sleep(0)  # the turn ends: one inc each
+        assert gauge._value.get() == 2 and counter._value.get() == 5
+        running.add(-1)
+        running.add(1)  # a stream ends and another starts: net zero, nothing to add
+        running.add(-2)
+        generated.add(3)
+        await asyncio.sleep(0)
+        assert gauge._value.get() == 0 and counter._value.get() == 8
+        assert running.pending == 0 and generated.pending == 0
+
+    asyncio.run(turns())
+    running.add(4)  # off the loop: at once
+    assert gauge._value.get() == 4 and running.pending == 0

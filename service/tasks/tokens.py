@@ -5,14 +5,9 @@ which words exist). Every check happens here, before a request reaches a graph: 
 a 400 that names the problem, never a crash deeper down.
 """
 
-import re
-
-import numpy as np
-
 from service.errors import InvalidInput
 
 MAX_CHARS = 1000  # far above any input a max_input_tokens of words can spell
-_PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
 
 
 class Tokenizer:
@@ -35,7 +30,7 @@ class Tokenizer:
         if not text.isascii():
             bad = next(c for c in text if not c.isascii())
             raise InvalidInput(f"{where} must be ASCII English number words; it holds {bad!r}")
-        if not _PRINTABLE_ASCII.fullmatch(text):
+        if not text.isprintable():  # for ASCII, what [\x20-\x7e]* matches; no regex run cold per request
             bad = next(c for c in text if not 0x20 <= ord(c) <= 0x7E)
             raise InvalidInput(f"{where} holds the control character {bad!r}")
         words = self.split(text)
@@ -58,9 +53,10 @@ class Tokenizer:
         """'Ninety-nine thousand, one' -> ['ninety', '-', 'nine', 'thousand', ',', 'one']."""
         return text.lower().replace("-", " - ").replace(",", " , ").split()  # a regex sub took 3x as long
 
-    def pad_source(self, ids: list[int]) -> np.ndarray:
-        """(1, max_input_tokens) int64: every source the same width, so any two share a batch."""
-        return np.array([ids + self._padding[len(ids):]], dtype=np.int64)  # one call: a list is cheaper to pad
+    def padded(self, ids: list[int]) -> list[int]:
+        """The ids right-padded to max_input_tokens: every source the same width, so any two
+        share a batch."""
+        return ids + self._padding[len(ids):]
 
     def pieces(self, ids: list[int]) -> list[str]:
         """The text each target token adds: hyphens bind their neighbours, else a space."""

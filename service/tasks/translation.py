@@ -25,7 +25,7 @@ from service.errors import InvalidInput
 from service.runtime import TensorSpec
 from service.sampling import decoding
 from service.signature import check_inputs
-from service.tally import TurnTally
+from service.tally import TurnDelta, TurnTally
 from service.tasks import positional
 from service.tasks.base import ServedModel
 from service.tasks.params import Params, Seed, validate
@@ -52,6 +52,9 @@ class TranslationParams(Params):
     attention: bool = Field(False, description="return the cross-attention weights (output "
                             "tokens x source tokens)")
 
+
+
+_DEFAULTS = TranslationParams()  # shared by the plans of requests that give no parameters: never changed
 
 
 class GenerateRequest(Params):
@@ -161,10 +164,10 @@ class TranslationModel(ServedModel):
         if cached is not None:
             _check_cached(cached, self.cross_kv, self.positions, config.max_input_tokens)
         self._labels = (name, str(version))
-        # This version's series, looked up once: labels() takes a lock and a dict lookup, and
-        # a stream used four of them per request.
-        self._running = metrics.RUNNING_SEQUENCES.labels(*self._labels)
-        self._generated = metrics.GENERATED_TOKENS.labels(*self._labels)
+        # This version's series, looked up once (labels() takes a lock and a dict lookup), and
+        # added to once per loop turn: a stream starts and ends on the loop.
+        self._running = TurnDelta(metrics.RUNNING_SEQUENCES.labels(*self._labels))
+        self._generated = TurnDelta(metrics.GENERATED_TOKENS.labels(*self._labels))
         # Observed on the event loop (by the stepper, all of a step's tokens at once; by beam
         # search, a token at a time): added to the histograms once per loop turn.
         self._latencies = (TurnTally(metrics.TIME_TO_FIRST_TOKEN.labels(*self._labels)),
@@ -176,6 +179,12 @@ class TranslationModel(ServedModel):
     streams = True
 
     def plan(self, params: dict, stream: bool = False) -> Plan:
+        text = params.get("text_input") if type(params) is dict and len(params) == 1 else None
+        if type(text) is str and len(text) <= MAX_CHARS:
+            # The shape nearly every request has, {"text_input": "..."}: exactly what validating
+            # it as a GenerateRequest accepts, without running pydantic's validator, which runs
+            # with cold caches once per request (~9 µs of a stream at 16 concurrent).
+            return self.make_plan(text, _DEFAULTS)
         request = validate(GenerateRequest, params, "translation")
         return self.make_plan(request.text_input, request.parameters)
 
@@ -243,21 +252,23 @@ class TranslationModel(ServedModel):
         A greedy or sampled stream can also be pushed (TokenStream.push)."""
         return self._beam(plan) if plan.params.beam_width > 1 else TokenStream(self, plan)
 
-    def _start(self, plan: Plan) -> tuple[np.ndarray, list[str]]:
-        """A stream's source (1, S) and its words; it counts as running from now."""
-        self._running.inc()
-        return self.tokens.pad_source(plan.source), [self.tokens.source[i] for i in plan.source]
+    def _start(self, plan: Plan) -> tuple[list[int], list[str]]:
+        """A stream's source ids padded to max_input_tokens and its words; it counts as running
+        from now."""
+        self._running.add(1)
+        return self.tokens.padded(plan.source), [self.tokens.source[i] for i in plan.source]
 
     async def _beam(self, plan: Plan):
         """Beam search: its beams are reordered every step, so it runs the full-prefix decoder
         (no cache to reorder), its rows still sharing the decoder's batcher with other requests."""
-        source, words = self._start(plan)
+        padded, words = self._start(plan)
+        source = np.array([padded], dtype=np.int64)  # (1, S)
         clock = _TokenClock(*self._latencies, plan.arrived)
         try:
             async for event in self._beam_search(plan, source, clock, words):
                 yield event
         finally:
-            self._running.dec()
+            self._running.add(-1)
 
     async def _beam_search(self, plan: Plan, source, clock, words):
         memory = (await positional.run(self.encoder, source))[0]
@@ -290,7 +301,7 @@ class TranslationModel(ServedModel):
             yield Token(i, self.tokens.target[token], pieces[i], attention[i], words if i == 0 else None)
 
     def _finished(self, plan: Plan, chosen: list[int], result: decoding.Decoded, words: list[str]) -> TextGeneration:
-        self._generated.inc(len(chosen))
+        self._generated.add(len(chosen))
         best = result.best
         nbest = []
         if plan.params.nbest > 1:
@@ -409,7 +420,7 @@ class TextSequence:
         kept: the text and the words as they came, the attention rows of the output tokens
         (not the EOS's)."""
         chosen = self.chosen
-        self.model._generated.inc(len(chosen))
+        self.model._generated.add(len(chosen))
         attention = None
         if self.rows is not None:
             rows = self.rows[: len(chosen)]
@@ -423,7 +434,7 @@ class TextSequence:
         if not self.ended:
             self.ended = True
             self.seq.left = True
-            self.model._running.dec()
+            self.model._running.add(-1)
 
 
 class TokenStream:

@@ -72,10 +72,10 @@ class Sequence:
     __slots__ = ("_rng", "arrived", "attention", "left", "max_tokens", "seed", "sink", "source", "temperature",
                  "top_k", "top_p")
 
-    def __init__(self, source: np.ndarray, max_tokens: int, temperature: float, top_k: int, top_p: float,
+    def __init__(self, source: list[int], max_tokens: int, temperature: float, top_k: int, top_p: float,
                  seed: int, sink: Callable[[Step | None, BaseException | None], None], arrived: float,
                  attention: bool = True):
-        self.source = source  # (1, S)
+        self.source = source  # its S source ids, padded: the joining rows' array is made once per step
         self.attention = attention  # whether its sink reads each Step's attention row (else None)
         self.arrived = arrived  # time.perf_counter() when its request came: its first token's latency
         self.max_tokens, self.temperature, self.top_k, self.top_p, self.seed = (
@@ -272,7 +272,7 @@ class Stepper:
         """The context of every joining sequence in one call, then their rows appended; if that
         call fails, only they learn it."""
         n = len(joining)
-        source = np.concatenate([s.source for s in joining])
+        source = np.array([s.source for s in joining], dtype=np.int64)  # (n, S)
         try:
             # No loop turn after it: the step's decoder call follows at once and gives one.
             context = await self._call(self.context, source, then_yield=False)

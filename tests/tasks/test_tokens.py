@@ -17,7 +17,7 @@ def tokens() -> Tokenizer:
 def test_words_hyphens_and_commas_are_tokens(tokens):
     assert tokens.split("Ninety-nine thousand,one") == ["ninety", "-", "nine", "thousand", ",", "one"]
     assert tokens.encode("  ninety-NINE  ") == [6, 2, 5]
-    assert tokens.pad_source([6, 2, 5]).tolist() == [[6, 2, 5, 0, 0, 0, 0, 0]]
+    assert tokens.padded([6, 2, 5]) == [6, 2, 5, 0, 0, 0, 0, 0]
 
 
 def test_hyphens_bind_their_neighbours_when_decoding(tokens):

@@ -163,6 +163,25 @@ def test_bad_text_is_a_400_that_names_the_problem(url, case):
     assert message in response.json()["error"]
 
 
+@pytest.mark.parametrize("case", BAD)
+def test_a_body_of_text_input_alone_is_checked_as_one_with_parameters(url, case):
+    """{"text_input": ...} with no other key takes a path past pydantic: the same 400s."""
+    text, message = BAD[case]
+    bare = httpx.post(f"{url}/v2/models/{MODEL}/generate", json={"text_input": text}, timeout=60)
+    assert bare.status_code == 400, bare.text
+    assert bare.json()["error"] == generate(url, text).json()["error"]
+    assert message in bare.json()["error"]
+
+
+def test_a_body_of_text_input_alone_translates_as_with_default_parameters(url):
+    for text in ("twelve", "four hundred thousand and one"):
+        bare = httpx.post(f"{url}/v2/models/{MODEL}/generate", json={"text_input": text}, timeout=60)
+        assert bare.status_code == 200
+        assert bare.json() == generate(url, text).json()
+    sampled = generate(url, "twelve", temperature=1.5, seed=1).json()  # a later request's own parameters
+    assert sampled["seed"] == 1 and "seed" not in generate(url, "twelve").json()
+
+
 def test_unknown_words_are_named_with_the_vocabulary(url):
     error = generate(url, "one zillion").json()["error"]
     assert "'zillion'" in error and "thousand" in error and "nineteen" in error
