@@ -207,7 +207,9 @@ class _Counted:
     """A stream counted as one request; a client that leaves early makes it a 'cancelled' one.
     Read with `async for`, or, where the model's stream can push its events (`pushable`), with
     `push(deliver)`: `deliver(event, None)` for each event as it is made, on the event loop,
-    `deliver(None, error)` if it fails; the returned handle's `leave()` ends it early."""
+    `deliver(None, error)` if it fails; the returned handle's `leave()` ends it early. (The
+    model's stream takes `push(deliver, ended)` and calls `ended(error or None)` once, before
+    its last delivery.)"""
 
     __slots__ = ("_events", "_items", "_outcome")
 
@@ -229,25 +231,25 @@ class _Counted:
 
 
 class _Pushed:
-    """A pushed stream's outcome: counted at its last event or failure, or as cancelled when
-    its reader leaves first."""
+    """A pushed stream's outcome: counted when the stream says it has ended (`ended`, called
+    by the stream before it delivers its last event or its failure), or as cancelled when its
+    reader leaves first. The events go to `deliver` with no layer between."""
 
-    __slots__ = ("_deliver", "_done", "_items", "_outcome", "_stream")
+    __slots__ = ("_done", "_items", "_outcome", "_stream")
 
     def __init__(self, events, outcome: "_Outcome", items: int, deliver):
-        self._outcome, self._items, self._deliver = outcome, items, deliver
+        self._outcome, self._items = outcome, items
         self._done = False
-        self._stream = events.push(self._counted)
+        self._stream = events.push(deliver, self._ended)
 
-    def _counted(self, event: Event | None, error: BaseException | None) -> None:
-        if not self._done and (error is not None or event.final):
+    def _ended(self, error: BaseException | None) -> None:
+        if not self._done:
             self._done = True
             if error is None:
                 self._outcome.items = self._items
                 self._outcome.__exit__(None, None, None)
             else:
                 self._outcome.__exit__(type(error), error, None)
-        self._deliver(event, error)
 
     def leave(self) -> None:
         if not self._done:

@@ -85,8 +85,13 @@ class ServerSent:
         self._tokens = TokenEvents.of(model) if fmt == "text" else None
 
     def event(self, event) -> bytes:
-        if self._tokens is not None and isinstance(event, Token):
-            return self._tokens.sse(event)
+        if self._tokens is not None:
+            if isinstance(event, Token):
+                return self._tokens.sse(event)
+            if isinstance(event, TextGeneration):
+                done = self._tokens.done(event)
+                if done is not None:
+                    return done
         return sse(event_document(self.model, self.fmt, event))
 
     def error(self, exc: BaseException) -> bytes:

@@ -64,6 +64,17 @@ class TokenEvents:
         """The model version's TokenEvents, its encoded pairs kept across streams."""
         return TokenEvents._of(model.name, str(model.version))
 
+    def done(self, generation: TextGeneration) -> bytes | None:
+        """The stream's last event as the same template's bytes, for a generation with neither
+        attention nor n-best (None otherwise: the generic encoder writes those). The done event
+        was built as three dicts and encoded whole, with cold caches once per stream."""
+        if generation.attention is not None or generation.nbest:
+            return None
+        seed = b"" if generation.seed is None else b',"seed":%d' % generation.seed
+        return b'%s"","finish_reason":%s,"tokens":%d%s,"output":%s,"event":"done"}\n\n' % (
+            self._head, orjson.dumps(generation.finish_reason), len(generation.tokens), seed,
+            orjson.dumps(generation.text_output))
+
     def sse(self, token: Token) -> bytes:
         key = (token.text_output, token.token)
         parts = self._pieces.get(key)

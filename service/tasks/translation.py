@@ -364,10 +364,11 @@ class TextSequence:
     """What one greedy or sampled translation makes of its steps: a Token per step (its text),
     then the TextGeneration (stop strings, finish reason, score, attention map). The stepper
     hands it each step as it is chosen (`take`, the Sequence's sink); each event goes to
-    `deliver(event, None)` at once, a failure to `deliver(None, error)`."""
+    `deliver(event, None)` at once, a failure to `deliver(None, error)`; `ended(error or None)`,
+    if given, is called once just before the last event or the failure."""
 
-    def __init__(self, model: "TranslationModel", plan: Plan, deliver):
-        self.model, self.plan, self.deliver = model, plan, deliver
+    def __init__(self, model: "TranslationModel", plan: Plan, deliver, ended=None):
+        self.model, self.plan, self.deliver, self.on_end = model, plan, deliver, ended
         p = plan.params
         self.stops = [p.stop] if isinstance(p.stop, str) else (p.stop or [])
         self.target = model.tokens.target
@@ -389,6 +390,8 @@ class TextSequence:
             return
         if error is not None:
             self.leave()
+            if self.on_end is not None:
+                self.on_end(error)
             self.deliver(None, error)
             return
         rows = self.rows
@@ -413,7 +416,10 @@ class TextSequence:
                 reason = decoding.FINISH_STOP
         if reason is not None:
             self.leave()
-            self.deliver(self.generation(reason), None)
+            generation = self.generation(reason)
+            if self.on_end is not None:
+                self.on_end(None)
+            self.deliver(generation, None)
 
     def generation(self, reason: str) -> TextGeneration:
         """What TranslationModel._finished makes of a decoded hypothesis, from what the steps
@@ -447,9 +453,10 @@ class TokenStream:
     def __init__(self, model: "TranslationModel", plan: Plan):
         self.model, self.plan = model, plan
 
-    def push(self, deliver) -> TextSequence:
-        """Start the sequence; its `leave()` takes it out of the batch (the reader has gone)."""
-        return TextSequence(self.model, self.plan, deliver)
+    def push(self, deliver, ended=None) -> TextSequence:
+        """Start the sequence; its `leave()` takes it out of the batch (the reader has gone).
+        `ended(error or None)`: called once, just before the last event or the failure."""
+        return TextSequence(self.model, self.plan, deliver, ended)
 
     async def __aiter__(self):
         waiting: deque = deque()
