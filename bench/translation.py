@@ -255,11 +255,14 @@ def print_graph_bound(version: Path, steps: float, rows: int = 16) -> None:
     options.intra_op_num_threads = options.inter_op_num_threads = 1
     decoder, cross_kv = (ort.InferenceSession(str(version / f"{name}.onnx"), options, providers=["CPUExecutionProvider"])
                          for name in ("decoder_cached", "cross_kv"))
-    past = decoder.get_inputs()[3 + len(cross_kv.get_outputs()):]  # (B, H, P, dk) each
+    outputs = cross_kv.get_outputs()
+    packed = len(outputs) == 1 and len(outputs[0].shape) == 5  # (B, C, H, S, dk): C context inputs
+    past = decoder.get_inputs()[3 + (outputs[0].shape[1] if packed else len(outputs)):]  # (B, H, P, dk) each
     ms = {}
     for n in (1, rows):
         source = np.full((n, 14), 4, dtype=np.int64)  # a padded source of one word repeated
         cross = cross_kv.run(None, {cross_kv.get_inputs()[0].name: source})
+        cross = list(cross[0].swapaxes(0, 1)) if packed else cross
         feeds = dict(zip([i.name for i in decoder.get_inputs()], [
             np.full(n, 8, dtype=np.int64), np.full(n, 5, dtype=np.int64), source, *cross,
             *(np.zeros((n, *p.shape[1:]), dtype=np.float32) for p in past)], strict=True))

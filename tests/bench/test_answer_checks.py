@@ -165,3 +165,14 @@ def test_the_translation_bench_refuses_a_wrong_translation(tmp_path, module_serv
     assert asyncio.run(load(expected))["sequences"] > 0  # right answers pass
     with pytest.raises(RuntimeError, match="wrong translation of 'eighty'"):
         asyncio.run(load({**expected, "eighty": "quatre-vingt"}))
+
+
+@pytest.mark.skipif(not (ROOT / "models" / "en-fr-numbers").is_dir(), reason="models/en-fr-numbers is not trained")
+def test_the_translation_bench_times_the_committed_graphs(capsys):
+    """`--graphs`: cross_kv's packed output (B, C, H, S, dk) feeds the cached step's C inputs."""
+    import translation as bench_translation  # bench/translation.py
+
+    bench_translation.print_graph_bound(ROOT / "models" / "en-fr-numbers" / "1", 11.5, rows=4)
+    printed = capsys.readouterr().out
+    assert "| decoder_cached | 4 |" in printed and "| cross_kv | 4 |" in printed
+    assert "the translations/s of one at a time" in printed
