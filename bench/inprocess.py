@@ -3,6 +3,7 @@
     .venv/bin/python bench/inprocess.py [--trees /work/main,.] [--kinds binary64,json64] [--rounds 2]
                                         [--requests 150] [--config batched|plain] [--access-log]
     .venv/bin/python bench/inprocess.py --trees .+--access-log,.+--no-access-log --kinds json1 --rounds 5
+    .venv/bin/python bench/inprocess.py --trees /work/main,. --kinds translation --connections 16 --requests 400 --rounds 6
 
 On a machine shared with other work, req/s and even a server's CPU per request over loopback
 move by 10-20% from run to run. This drives the server's real HTTP protocol (uvicorn's
@@ -14,6 +15,11 @@ caches. Each tree (a checkout holding `service/`) runs in a process of its own, 
 turn for --rounds rounds; the median of each is printed with its ratio to the first tree's, and
 the median of each round's ratio to the first tree's run in that round.
 
+Kind `translation` streams translations instead (generate_stream of the tree's own
+models/en-fr-numbers, English numbers from bench/translation.py's texts, each connection sending
+its next one as soon as the last event of its stream is written): µs of CPU a translation with
+`--connections` streams at once, 16 or 1 for the in-flight batching target of issue 13.
+
 A tree may carry modelserve flags after a '+' (`.+--no-access-log`, `/work/main+--access-log`),
 so one tree can be A/B'd against itself with other settings. The access log is off unless
 --access-log or a tree's flags turn it on; when on, it is configured as `python -m service`
@@ -23,9 +29,11 @@ write system calls count.
 
 import argparse
 import asyncio
+import json
 import logging
 import logging.config
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -46,13 +54,14 @@ def main() -> None:
     parser.add_argument("--config", choices=["batched", "plain"], default="batched")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--requests", type=int, default=150, help="measured requests per connection")
+    parser.add_argument("--connections", type=int, default=CONNECTIONS, help="connections at once")
     parser.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=False,
                         help="modelserve's per-request access log (off by default) for trees whose flags don't say")
     parser.add_argument("--serve", nargs=3, metavar=("KIND", "CONFIG", "REQUESTS"), help=argparse.SUPPRESS)
     parser.add_argument("--serve-flags", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        print(serve(args.serve[0], args.serve[1], int(args.serve[2]), args.serve_flags.split()))
+        print(serve(args.serve[0], args.serve[1], int(args.serve[2]), args.serve_flags.split(), args.connections))
         return
     default_flags = "--access-log" if args.access_log else "--no-access-log"
     trees = args.trees.split(",")
@@ -63,7 +72,8 @@ def main() -> None:
                 folder, _, flags = tree.partition("+")
                 # The tree's own service/ wins: the child runs with the tree as its working folder.
                 out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--serve", kind, args.config,
-                                      str(args.requests), f"--serve-flags={default_flags} {flags.replace('+', ' ')}"],
+                                      str(args.requests), f"--connections={args.connections}",
+                                      f"--serve-flags={default_flags} {flags.replace('+', ' ')}"],
                                      cwd=Path(folder).resolve(), capture_output=True, text=True, check=True)
                 found[tree].append(float(out.stdout.split()[-1]))
         reference = statistics.median(found[trees[0]])
@@ -72,16 +82,17 @@ def main() -> None:
             # Each round's ratio to the first tree's run of the same round, whose neighbours' load
             # it shared: steadier on a busy machine than the ratio of the medians.
             paired = statistics.median(mine / first for mine, first in zip(found[tree], found[trees[0]]))
-            print(f"{kind} ({args.config}) {tree}: median {median:.1f} µs CPU a request ({median / reference:.3f}×, "
+            unit = "translation" if kind == "translation" else "request"
+            print(f"{kind} ({args.config}) {tree}: median {median:.1f} µs CPU a {unit} ({median / reference:.3f}×, "
                   f"median of the rounds' ratios {paired:.3f}×); runs {', '.join(f'{v:.1f}' for v in found[tree])}")
     load = os.getloadavg()
-    print(f"load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}; {CONNECTIONS} connections, "
+    print(f"load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}; {args.connections} connections, "
           f"{args.requests} measured requests each per run")
 
 
-def serve(kind: str, config: str, requests: int, flags: list[str]) -> float:
+def serve(kind: str, config: str, requests: int, flags: list[str], connections: int = CONNECTIONS) -> float:
     """One run: the app of the working folder's tree with modelserve `flags`, driven in this
-    process; µs CPU a request."""
+    process; µs CPU a request (a translation for kind `translation`)."""
     sys.path.insert(0, os.getcwd())
     sys.path.insert(1, str(BENCH))
     import cases
@@ -94,7 +105,11 @@ def serve(kind: str, config: str, requests: int, flags: list[str]) -> float:
     from service.settings import Settings
 
     folder = Path(tempfile.mkdtemp())
-    repository = models.write_repository(folder, config == "batched")
+    if kind == "translation":
+        repository = folder / "models"
+        shutil.copytree(Path("models") / "en-fr-numbers", repository / "en-fr-numbers")  # the tree's own
+    else:
+        repository = models.write_repository(folder, config == "batched")
     # As `python -m service` does: the flags parsed into settings, handed to the app by environment.
     settings = CliApp.run(Settings, cli_args=["--model-repository", str(repository), "--grpc-port", "0", *flags])
     os.environ.update(settings.to_env())
@@ -105,15 +120,24 @@ def serve(kind: str, config: str, requests: int, flags: list[str]) -> float:
         logging.config.dictConfig(logs.config(settings.log_level))
     else:
         logging.disable(logging.CRITICAL)
+    if kind == "translation":
+        import translation  # bench/translation.py: the English numbers its clients send
+
+        bodies = [json.dumps({"text_input": text}).encode() for text in translation.texts()]
+        streams = [b"POST /v2/models/en-fr-numbers/generate_stream HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                   b"application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body) for body in bodies]
+        return uvloop.run(_drive(streams, requests, connections))
     x = np.random.default_rng(0).random((1 if kind == "json1" else 64, 64)).astype(np.float32).round(4)
     body, headers = cases.binary_body(x) if kind == "binary64" else (cases.json_body(x), {"Content-Type": "application/json"})
     head = ["POST /v2/models/mlp/infer HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {len(body)}",
             *(f"{k}: {v}" for k, v in headers.items())]
     request = ("\r\n".join(head) + "\r\n\r\n").encode() + body
-    return uvloop.run(_drive(request, requests))
+    return uvloop.run(_drive([request], requests, connections))
 
 
-async def _drive(request: bytes, requests: int) -> float:
+async def _drive(requests_sent: list[bytes], requests: int, connections: int) -> float:
+    """`connections` in-memory connections, each sending the next of `requests_sent` (in turn,
+    from its own offset) as soon as its answer has been written; µs CPU an answer."""
     from uvicorn.config import Config
     from uvicorn.lifespan.on import LifespanOn
     from uvicorn.server import ServerState
@@ -132,14 +156,15 @@ async def _drive(request: bytes, requests: int) -> float:
         await asyncio.sleep(0.05)
     answers = _Answers(loop)
     state = ServerState()
-    for _ in range(CONNECTIONS):
+    for k in range(connections):
         protocol = config.http_protocol_class(config=config, server_state=state, app_state={}, _loop=loop)
-        protocol.connection_made(_Transport(loop, protocol, request, answers))
-        protocol.data_received(request)
-    await answers.wait(CONNECTIONS * 20)  # warm: the runner settles inline, arenas allocated
+        transport = _Transport(loop, protocol, requests_sent, answers, k * 37)
+        protocol.connection_made(transport)
+        protocol.data_received(transport.request)
+    await answers.wait(connections * 20)  # warm: the runner settles inline, arenas allocated
     started = time.process_time()
-    await answers.wait(CONNECTIONS * requests)
-    return (time.process_time() - started) / (CONNECTIONS * requests) * 1e6
+    await answers.wait(connections * requests)
+    return (time.process_time() - started) / (connections * requests) * 1e6
 
 
 class _Answers:
@@ -157,19 +182,31 @@ class _Answers:
 
 
 class _Transport(asyncio.Transport):
-    """A connection whose client sends the same request again as soon as an answer is written."""
+    """A connection whose client sends its next request as soon as an answer is written: a
+    whole response, or a chunked stream's last chunk."""
 
-    def __init__(self, loop, protocol, request: bytes, answers: _Answers):
+    def __init__(self, loop, protocol, requests: list[bytes], answers: _Answers, offset: int = 0):
         super().__init__()
-        self.loop, self.protocol, self.request, self.answers = loop, protocol, request, answers
+        self.loop, self.protocol, self.requests, self.answers = loop, protocol, requests, answers
+        self.sent = offset
+        self.streaming = False  # inside a chunked response
 
     def get_extra_info(self, name, default=None):
         return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}.get(name, default)
 
+    @property
+    def request(self) -> bytes:
+        return self.requests[self.sent % len(self.requests)]
+
     def write(self, data) -> None:
-        if not data.startswith(b"HTTP/1.1 200"):
+        if not self.streaming and not data.startswith(b"HTTP/1.1 200"):
             sys.exit(f"the server answered: {bytes(data[:400])!r}")
+        self.streaming = b"transfer-encoding: chunked" in data if not self.streaming else True
+        if self.streaming and not data.endswith(b"0\r\n\r\n"):
+            return  # a token event: the stream goes on
+        self.streaming = False
         self.answers.add()
+        self.sent += 1
         self.loop.call_soon(self.protocol.data_received, self.request)
 
     def is_closing(self) -> bool:

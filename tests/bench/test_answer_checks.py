@@ -176,3 +176,13 @@ def test_the_translation_bench_times_the_committed_graphs(capsys):
     printed = capsys.readouterr().out
     assert "| decoder_cached | 4 |" in printed and "| cross_kv | 4 |" in printed
     assert "the translations/s of one at a time" in printed
+
+
+@pytest.mark.skipif(not (ROOT / "models" / "en-fr-numbers").is_dir(), reason="models/en-fr-numbers is not trained")
+def test_the_in_process_bench_streams_translations():
+    """bench/inprocess.py --kinds translation: whole streams, each connection's next request
+    sent when its last chunk is written; CPU a translation printed."""
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "inprocess.py"), "--trees", str(ROOT), "--kinds",
+                          "translation", "--connections", "2", "--requests", "5", "--rounds", "1"],
+                         capture_output=True, text=True, timeout=300, check=True).stdout
+    assert "µs CPU a translation" in out and "2 connections" in out, out
