@@ -53,7 +53,6 @@ class TranslationParams(Params):
                             "tokens x source tokens)")
 
 
-
 _DEFAULTS = TranslationParams()  # shared by the plans of requests that give no parameters: never changed
 
 
@@ -301,18 +300,23 @@ class TranslationModel(ServedModel):
             yield Token(i, self.tokens.target[token], pieces[i], attention[i], words if i == 0 else None)
 
     def _finished(self, plan: Plan, chosen: list[int], result: decoding.Decoded, words: list[str]) -> TextGeneration:
-        self._generated.add(len(chosen))
+        """Beam search's translation: its best beam, and the n best when asked for."""
         best = result.best
         nbest = []
         if plan.params.nbest > 1:
             nbest = [{"text_output": self.tokens.decode(h.tokens), "log_probability": round(h.score, 4),
                       "finish_reason": h.finish_reason} for h in result.nbest]
-        return TextGeneration(
-            self.tokens.decode(chosen), best.finish_reason, [self.tokens.target[i] for i in chosen],
-            plan.seed if plan.params.temperature > 0 else None,  # greedy and beam use none
-            words,  # the source's words (the stream's own list, not a copy)
-            best.attention[: len(chosen), : len(plan.source)] if plan.params.attention else None,
-            nbest)
+        return self._generation(
+            plan, self.tokens.decode(chosen), best.finish_reason, [self.tokens.target[i] for i in chosen], words,
+            best.attention[: len(chosen), : len(plan.source)] if plan.params.attention else None, nbest)
+
+    def _generation(self, plan: Plan, text: str, reason: str, tokens: list[str], words: list[str],
+                    attention: np.ndarray | None, nbest: list[dict] | None = None) -> TextGeneration:
+        """A finished translation, its tokens counted. words: the source's (the stream's own
+        list, not a copy); attention: (tokens, source) when asked for, else None."""
+        self._generated.add(len(tokens))
+        seed = plan.seed if plan.params.temperature > 0 else None  # greedy and beam use none
+        return TextGeneration(text, reason, tokens, seed, words, attention, nbest or [])
 
     # ------------------------------------------------------------------ V1 :predict
     async def predict(self, body: dict) -> list[dict]:
@@ -377,7 +381,7 @@ class TextSequence:
         # attention rows, when asked for (each its source's part): the last event's whole map
         self.rows: list[np.ndarray] | None = [] if p.attention else None
         self.n_source = len(plan.source)
-        self.score, self.text, self.previous = 0.0, "", None  # the text so far, as Tokenizer.decode
+        self.text, self.previous = "", None  # the text so far, as Tokenizer.decode would give it
         self.ended = False
         source, self.words = model._start(plan)
         # The stepper observes the token latencies, all of a step's at once, and hands each
@@ -399,7 +403,6 @@ class TextSequence:
         if rows is not None:  # the whole map, for the last event
             attention = step.attention[: self.n_source]
             rows.append(attention)
-        self.score += step.logp
         reason = step.finish_reason
         if reason != decoding.FINISH_STOP:  # EOS is not a token of the text
             chosen = self.chosen
@@ -422,18 +425,13 @@ class TextSequence:
             self.deliver(generation, None)
 
     def generation(self, reason: str) -> TextGeneration:
-        """What TranslationModel._finished makes of a decoded hypothesis, from what the steps
-        kept: the text and the words as they came, the attention rows of the output tokens
-        (not the EOS's)."""
-        chosen = self.chosen
-        self.model._generated.add(len(chosen))
+        """The translation from what the steps kept: the text and the words as they came, the
+        attention rows of the output tokens (not the EOS's)."""
         attention = None
         if self.rows is not None:
-            rows = self.rows[: len(chosen)]
+            rows = self.rows[: len(self.chosen)]
             attention = np.stack(rows) if rows else np.zeros((0, self.n_source), np.float32)
-        p = self.plan.params
-        return TextGeneration(self.text, reason, self.chosen_words, self.plan.seed if p.temperature > 0 else None,
-                              self.words, attention)
+        return self.model._generation(self.plan, self.text, reason, self.chosen_words, self.words, attention)
 
     def leave(self) -> None:
         """Out of the batch before its next step, however the stream ended (once)."""

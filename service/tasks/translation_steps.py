@@ -57,7 +57,6 @@ class Step:
 
     token: int
     attention: np.ndarray | None  # (S,) the cross-attention row of this step; None if unread
-    logp: float
     finish_reason: str | None  # stop (EOS chosen: `token` is EOS), length, or None: more to come
 
 
@@ -319,7 +318,6 @@ class Stepper:
             for i in np.flatnonzero(~greedy):
                 seq = self._rows[i]
                 chosen[i] = decoding.sample_token(logp[i], seq._rng, seq.temperature, seq.top_k, seq.top_p)
-        picked = logp[np.arange(len(chosen)), chosen]
         steps += 1
         stopped = chosen == self.eos
         done = stopped | (steps >= max_tokens)
@@ -331,7 +329,7 @@ class Stepper:
         # request's first token does not wait behind every running stream's next one.
         # Python ints: every list and array below is indexed by them, once per row.
         order = range(len(rows)) if len(first) in (0, len(rows)) else first.tolist() + np.flatnonzero(steps > 1).tolist()
-        tokens, logps, ended, eos = chosen.tolist(), picked.tolist(), done.tolist(), stopped.tolist()
+        tokens, ended, eos = chosen.tolist(), done.tolist(), stopped.tolist()
         for i in order:  # once per token: each sink called here, with no layer between
             seq = rows[i]
             reason = None
@@ -339,7 +337,7 @@ class Stepper:
                 reason = decoding.FINISH_STOP if eos[i] else decoding.FINISH_LENGTH
             if not seq.left:  # else it left during this step: nobody takes its token
                 try:
-                    seq.sink(Step(tokens[i], attention[i] if seq.attention else None, logps[i], reason), None)
+                    seq.sink(Step(tokens[i], attention[i] if seq.attention else None, reason), None)
                 except Exception:  # noqa: BLE001  (logged there; only this sequence leaves)
                     seq._sink_failed()
             if reason is not None:
