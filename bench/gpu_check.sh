@@ -42,6 +42,15 @@ PROVIDER=CUDAExecutionProvider
 
 step() { printf '\n== %s\n' "$*"; }
 
+# The folders of the nvidia-* wheels' libraries (libcudart, libcublas, libcudnn...: nvidia/<name>/lib,
+# or nvidia/cu13/lib for CUDA 13's) that interpreter $1 can import, for LD_LIBRARY_PATH. One search
+# for both venvs: Triton's took only nvidia/*/lib of its first site-packages.
+nvidia_libs() {
+    "$1" -c 'import glob, os, sys
+folders = {os.path.dirname(f) for p in sys.path for f in glob.glob(os.path.join(p, "nvidia", "**", "lib", "*.so*"), recursive=True)}
+print(":".join(sorted(folders)))'
+}
+
 if [[ $DRY_RUN == 1 ]]; then
     # The plumbing on the CPU: the project's venv, nothing installed, short rows.
     PROVIDER=CPUExecutionProvider
@@ -73,11 +82,8 @@ else
         "$VENV/bin/pip" uninstall --quiet --yes onnxruntime || true
         "$VENV/bin/pip" install --quiet 'onnxruntime-gpu[cuda,cudnn]>=1.17'
     fi
-    # The nvidia-* wheels hold libcudart, libcublas, libcudnn... (nvidia/<name>/lib, or
-    # nvidia/cu13/lib for CUDA 13's): let every process, the servers too, find them.
-    NVIDIA_LIBS=$("$PY" -c 'import glob, os, sys
-folders = {os.path.dirname(f) for p in sys.path for f in glob.glob(os.path.join(p, "nvidia", "**", "lib", "*.so*"), recursive=True)}
-print(":".join(sorted(folders)))')
+    # Let every process, the servers too, find the CUDA libraries of the nvidia-* wheels.
+    NVIDIA_LIBS=$(nvidia_libs "$PY")
     export LD_LIBRARY_PATH="${NVIDIA_LIBS}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 fi
 PY=${PY:-$VENV/bin/python}
@@ -113,9 +119,8 @@ if [[ ${TRITON:-0} == 1 ]]; then
     if [[ $DRY_RUN == 0 ]]; then
         "$TRITON_VENV/bin/pip" uninstall --quiet --yes onnxruntime || true
         "$TRITON_VENV/bin/pip" install --quiet 'onnxruntime-gpu[cuda,cudnn]>=1.17'
-        TRITON_NVIDIA_LIBS=$("$TRITON_VENV/bin/python" -c 'import glob, os, site
-print(":".join(sorted(glob.glob(os.path.join(site.getsitepackages()[0], "nvidia", "*", "lib")))))')
-        export LD_LIBRARY_PATH="${TRITON_NVIDIA_LIBS}:${LD_LIBRARY_PATH}"
+        TRITON_NVIDIA_LIBS=$(nvidia_libs "$TRITON_VENV/bin/python")
+        export LD_LIBRARY_PATH="${TRITON_NVIDIA_LIBS}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     fi
     TRITON_ARGS=()
 fi
