@@ -199,9 +199,10 @@ class _Transport(asyncio.Transport):
         return self.requests[self.sent % len(self.requests)]
 
     def write(self, data) -> None:
-        if not self.streaming and not data.startswith(b"HTTP/1.1 200"):
-            sys.exit(f"the server answered: {bytes(data[:400])!r}")
-        self.streaming = b"transfer-encoding: chunked" in data if not self.streaming else True
+        if not self.streaming:  # a response's first write
+            if not data.startswith(b"HTTP/1.1 200"):
+                sys.exit(f"the server answered: {bytes(data[:400])!r}")
+            self.streaming = b"transfer-encoding: chunked" in data
         if self.streaming and not data.endswith(b"0\r\n\r\n"):
             return  # a token event: the stream goes on
         self.streaming = False

@@ -14,7 +14,6 @@ class Tokenizer:
     def __init__(self, source: list[str], target: list[str], pad: int, max_input_tokens: int):
         self.source = list(source)
         self.target = list(target)
-        self.pad = pad
         self.max_input_tokens = max_input_tokens
         # The words an input may hold: the pad word is in the vocabulary but never a word.
         self._index = {word: i for i, word in enumerate(self.source) if i != pad}
